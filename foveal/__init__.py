@@ -1,0 +1,37 @@
+"""foveal: deep-learning computer vision from data to deployment.
+
+Public API (imported lazily so ``import foveal`` stays fast)::
+
+    foveal.train(task="classify", data="shapes/", epochs=10)
+    foveal.evaluate("runs/classify/smallresnet/checkpoints/best.ckpt", "shapes/", split="test")
+    foveal.predict("runs/.../best.ckpt", ["img.png", "folder/"])
+    foveal.load("runs/.../best.ckpt")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "train": "foveal.engine.fit",
+    "TrainResult": "foveal.engine.fit",
+    "evaluate": "foveal.engine.evaluation",
+    "predict": "foveal.engine.evaluation",
+    "load": "foveal.engine.checkpoint",
+    "lr_find": "foveal.engine.lr_find",
+    "list_models": "foveal.models.registry",
+    "write_synthetic": "foveal.data.synth_writers",
+    "FovealError": "foveal.errors",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'foveal' has no attribute '{name}'")

@@ -1,0 +1,45 @@
+"""``foveal data synth|preview``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def run_synth(args: argparse.Namespace) -> dict[str, Any]:
+    from foveal.data.synth_writers import write_synthetic
+
+    out = write_synthetic(args.out, n=args.n, imgsz=args.imgsz, seed=args.seed, fmt=args.format)
+    print(f"wrote {args.n} synthetic {args.format} images to {out}")
+    return {"out": str(out), "n": args.n, "format": args.format}
+
+
+def run_preview(args: argparse.Namespace) -> dict[str, Any]:
+    from foveal.data.preview import preview_dataset
+
+    out = preview_dataset(args.data, args.out, aug=args.aug, imgsz=args.imgsz, n=args.n, seed=args.seed)
+    print(f"augmentation preview: {out}")
+    return {"out": str(out)}
+
+
+def add_parsers(commands: Any) -> None:
+    data = commands.add_parser("data", help="dataset tools").add_subparsers(
+        dest="data_command", required=True, metavar="ACTION"
+    )
+    p = data.add_parser("synth", help="generate the synthetic shapes dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--imgsz", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", default="imagefolder", help="imagefolder|csv|coco|yolo|masks")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_synth)
+    p = data.add_parser("preview", help="a grid of augmented training samples")
+    p.add_argument("--data", required=True)
+    p.add_argument("--aug", default="light", help="none|light|medium|heavy")
+    p.add_argument("--out", default="preview.png")
+    p.add_argument("--imgsz", type=int, default=64)
+    p.add_argument("--n", type=int, default=6, help="number of source images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_preview)

@@ -1,0 +1,88 @@
+"""``foveal val`` and ``foveal predict``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def run_val(args: argparse.Namespace) -> dict[str, Any]:
+    from foveal.cli.show import print_metrics
+    from foveal.engine.evaluation import evaluate
+
+    metrics = evaluate(
+        args.weights,
+        args.data,
+        split=args.split,
+        task=args.task,
+        batch=args.batch,
+        workers=args.workers,
+        device=args.device,
+        fmt=args.format,
+        on_bad_image=args.on_bad_image,
+        plots=args.plots,
+    )
+    if not args.json:
+        print_metrics(metrics, title=f"{args.weights} on {args.data} ({args.split})")
+    return metrics
+
+
+def run_predict(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from rich.console import Console
+    from rich.table import Table
+
+    from foveal.engine.evaluation import predict
+
+    rows = predict(
+        args.weights,
+        args.sources,
+        out=args.out,
+        task=args.task,
+        topk=args.topk,
+        batch=args.batch,
+        workers=args.workers,
+        device=args.device,
+        on_bad_image=args.on_bad_image,
+        render=args.render,
+    )
+    if not args.json:
+        table = Table(title=f"predictions ({len(rows)} images)")
+        table.add_column("image")
+        table.add_column("top classes (probability)")
+        for row in rows[:50]:
+            table.add_row(
+                row["path"], ", ".join(f"{n} {s:.3f}" for n, s in zip(row["labels"], row["scores"]))
+            )
+        Console().print(table)
+        if len(rows) > 50:
+            print(f"... {len(rows) - 50} more")
+    return rows
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", required=True, help="checkpoint (.ckpt) or run folder")
+    p.add_argument("--task", default=None, help="expected task; fails if the checkpoint is of another")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--on-bad-image", default="error", help="error | skip")
+    p.add_argument("--json", action="store_true", help="print one JSON object/array on stdout")
+
+
+def add_parsers(commands: Any) -> None:
+    p = commands.add_parser("val", help="evaluate a checkpoint on labelled data")
+    _common(p)
+    p.add_argument("--data", required=True, help="dataset folder or CSV")
+    p.add_argument("--split", default="val", help="val | test | train")
+    p.add_argument("--format", default="auto")
+    p.add_argument("--plots", default=None, help="folder for evaluation plots")
+    p.set_defaults(func=run_val)
+    p = commands.add_parser("predict", help="predict image files, folders or globs")
+    _common(p)
+    p.add_argument("sources", nargs="+", help="images, folders or glob patterns")
+    p.add_argument(
+        "--out", default="auto", help="folder for predictions.json/.csv (a new runs/<task>/predict-N)"
+    )
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--render", action="store_true", help="also write overlay PNGs")
+    p.set_defaults(func=run_predict)

@@ -1,0 +1,71 @@
+"""The ``foveal`` command: parse, call the Python API, print. User errors exit 2 with one line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from foveal import __version__
+from foveal.errors import FovealError
+from foveal.serialize import dumps
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from foveal.cli import data, demo, evaluate, models, train
+
+    parser = argparse.ArgumentParser(
+        prog="foveal",
+        description="Deep-learning computer vision: data, training, evaluation, understanding, deployment.",
+    )
+    parser.add_argument("--version", action="version", version=f"foveal {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and full tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (train, evaluate, data, models, demo):
+        module.add_parsers(commands)
+    return parser
+
+
+def setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(
+        show_time=False,
+        show_path=False,
+        markup=False,
+        console=__import__("rich.console").console.Console(stderr=True),
+    )
+    logger = logging.getLogger("foveal")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    stdout = sys.stdout
+    as_json = getattr(args, "json", False)
+    try:
+        # With --json, stdout carries the one JSON object only: everything else goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            result = args.func(args)
+        if as_json:
+            stdout.write(dumps(result) + "\n")
+        return 0
+    except FovealError as err:
+        if args.verbose:
+            raise
+        message = " ".join(str(err).split())
+        print(f"foveal {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("foveal: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

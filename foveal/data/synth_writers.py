@@ -1,0 +1,218 @@
+"""Write the synthetic "shapes" data to disk in one of the dataset formats foveal reads.
+
+Layouts (``i`` is the scene index, six digits; images are RGB PNGs):
+
+- imagefolder: ``{split}/<class>/<i>.png``, single-object scenes.
+- csv: ``images/<i>.png`` and ``labels.csv`` (``path,labels``; ``;``-separated class names present).
+- coco: ``images/{split}/<i>.png`` and ``annotations/instances_{split}.json`` (RLE masks, keypoints).
+- yolo: ``images/{split}/<i>.png``, ``labels/{split}/<i>.txt`` (``cls cx cy w h`` in [0, 1]), ``data.yaml``.
+- masks: ``{split}/images/<i>.png``, ``{split}/masks/<i>.png`` (mode "L" class map) and ``classes.txt``.
+
+The csv format holds every scene in one file (no split); the others split by seeded shuffle.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from foveal.data.synthetic import (
+    CLASSES,
+    KEYPOINT_NAMES,
+    MAX_KEYPOINTS,
+    SKELETONS,
+    Scene,
+    ShapeObject,
+    generate,
+)
+from foveal.errors import ConfigError, DataError, check_choice
+
+FORMATS = ("imagefolder", "csv", "coco", "yolo", "masks")
+SPLITS = ("train", "val", "test")
+
+
+def _split_of(n: int, seed: int, splits: tuple[float, float, float]) -> list[str]:
+    """The split name of each of ``n`` scenes: a seeded shuffle cut by the ``splits`` fractions."""
+    if len(splits) != 3 or min(splits) < 0 or abs(sum(splits) - 1.0) > 1e-6:
+        raise ConfigError(f"splits {tuple(splits)} must be 3 fractions >= 0 (train, val, test) summing to 1")
+    ends = np.rint(np.cumsum(splits) * n).astype(int)
+    ends[-1] = n
+    order = np.random.default_rng([seed, 1]).permutation(n)
+    names = [""] * n
+    for rank, i in enumerate(order):
+        names[i] = SPLITS[int(np.searchsorted(ends, rank, side="right"))]
+    return names
+
+
+def _prepare(out: str | Path) -> Path:
+    """Create ``out``; raise DataError when it is a file or a non-empty folder."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"output folder '{out}' is not empty; choose an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _save(image: np.ndarray, path: Path, mode: str = "RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image, mode=mode).save(path)
+
+
+def rle_encode(mask: np.ndarray) -> dict:
+    """COCO uncompressed RLE of an (H, W) bool mask: column-major run lengths, zeros first."""
+    flat = mask.ravel(order="F")
+    bounds = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"counts": counts, "size": [int(mask.shape[0]), int(mask.shape[1])]}
+
+
+def _coco_annotation(obj: ShapeObject, ann_id: int, image_id: int) -> dict:
+    x0, y0, x1, y1 = (float(v) for v in obj.box)
+    kps = np.zeros((MAX_KEYPOINTS, 3), dtype=np.float32)
+    kps[: len(obj.keypoints)] = obj.keypoints
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": obj.cls + 1,
+        "bbox": [x0, y0, x1 - x0, y1 - y0],
+        "area": int(np.count_nonzero(obj.mask)),
+        "iscrowd": 0,
+        "segmentation": rle_encode(obj.mask),
+        "keypoints": [round(float(v), 2) for v in kps.ravel()],
+        "num_keypoints": int(np.count_nonzero(kps[:, 2])),
+    }
+
+
+Items = Iterable[tuple[int, Scene, str]]  # (scene index, scene, split name)
+
+
+def _write_imagefolder(out: Path, items: Items, active: list[str]) -> None:
+    for split in active:
+        (out / split).mkdir()
+    for i, scene, split in items:
+        _save(scene.image, out / split / CLASSES[scene.objects[0].cls] / f"{i:06d}.png")
+
+
+def _write_masks(out: Path, items: Items, active: list[str]) -> None:
+    for split in active:
+        (out / split / "images").mkdir(parents=True)
+        (out / split / "masks").mkdir()
+    for i, scene, split in items:
+        _save(scene.image, out / split / "images" / f"{i:06d}.png")
+        _save(scene.semantic, out / split / "masks" / f"{i:06d}.png", mode="L")
+    (out / "classes.txt").write_text("\n".join(("background", *CLASSES)) + "\n")
+
+
+def _write_coco(out: Path, items: Items, active: list[str]) -> None:
+    categories = [
+        {
+            "id": c + 1,
+            "name": name,
+            "supercategory": "shape",
+            "keypoints": list(KEYPOINT_NAMES),
+            "skeleton": [[a + 1, b + 1] for a, b in SKELETONS[c]],
+        }
+        for c, name in enumerate(CLASSES)
+    ]
+    docs = {s: {"images": [], "annotations": [], "categories": categories} for s in active}
+    for split in active:
+        (out / "images" / split).mkdir(parents=True)
+    ann_id = 0
+    for i, scene, split in items:
+        h, w = scene.semantic.shape
+        _save(scene.image, out / "images" / split / f"{i:06d}.png")
+        docs[split]["images"].append({"id": i + 1, "file_name": f"{i:06d}.png", "width": w, "height": h})
+        for obj in scene.objects:
+            ann_id += 1
+            docs[split]["annotations"].append(_coco_annotation(obj, ann_id, i + 1))
+    (out / "annotations").mkdir()
+    for split, doc in docs.items():
+        (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
+
+
+def _write_yolo(out: Path, items: Items, active: list[str]) -> None:
+    for split in active:
+        (out / "images" / split).mkdir(parents=True)
+        (out / "labels" / split).mkdir(parents=True)
+    for i, scene, split in items:
+        h, w = scene.semantic.shape
+        _save(scene.image, out / "images" / split / f"{i:06d}.png")
+        lines = []
+        for obj in scene.objects:
+            x0, y0, x1, y1 = (float(v) for v in obj.box)
+            cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
+            lines.append(f"{obj.cls} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n")
+        (out / "labels" / split / f"{i:06d}.txt").write_text("".join(lines))
+    data = {"path": str(out.resolve())}
+    data.update({s: f"images/{s}" for s in active})
+    data["names"] = dict(enumerate(CLASSES))
+    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _write_csv(out: Path, items: Items, active: list[str]) -> None:
+    (out / "images").mkdir()
+    with open(out / "labels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "labels"])
+        for i, scene, _ in items:
+            rel = f"images/{i:06d}.png"
+            _save(scene.image, out / rel)
+            present = sorted({obj.cls for obj in scene.objects})
+            writer.writerow([rel, ";".join(CLASSES[c] for c in present)])
+
+
+_WRITERS = {
+    "imagefolder": _write_imagefolder,
+    "csv": _write_csv,
+    "coco": _write_coco,
+    "yolo": _write_yolo,
+    "masks": _write_masks,
+}
+
+
+def write_synthetic(
+    out: str | Path,
+    n: int = 1000,
+    imgsz: int = 64,
+    seed: int = 0,
+    fmt: str = "imagefolder",
+    splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    max_objects: int = 4,
+) -> Path:
+    """Generate ``n`` shapes scenes and write them to the new or empty folder ``out`` as ``fmt``.
+
+    imagefolder uses single-object scenes, the other formats 1..``max_objects`` objects per scene.
+    Splits with fraction 0 are not written (csv ignores ``splits``). Returns ``out`` as a Path.
+    """
+    check_choice("synthetic data format", fmt, FORMATS)
+    split_of = _split_of(n, seed, splits)
+    active = [s for s, frac in zip(SPLITS, splits, strict=True) if frac > 0]
+    scenes = generate(n, imgsz, seed, single_object=fmt == "imagefolder", max_objects=max_objects)
+    out = _prepare(out)
+    _WRITERS[fmt](out, ((i, sc, split_of[i]) for i, sc in enumerate(scenes)), active)
+    _write_readme(out, n, imgsz, seed, fmt, splits, max_objects)
+    return out
+
+
+def _write_readme(
+    out: Path, n: int, imgsz: int, seed: int, fmt: str, splits: tuple[float, float, float], max_objects: int
+) -> None:
+    objects = "one object per image" if fmt == "imagefolder" else f"1 to {max_objects} objects per image"
+    split_text = "no split (one labels.csv)" if fmt == "csv" else f"train/val/test fractions {tuple(splits)}"
+    (out / "README.txt").write_text(
+        "Synthetic 'shapes' dataset generated by foveal (foveal.data.synthetic).\n"
+        f"Classes: {', '.join(CLASSES)}. {n} RGB images of {imgsz}x{imgsz} pixels, {objects},\n"
+        "drawn on textured backgrounds with random colour, size, position and rotation.\n"
+        f"Format: {fmt}; {split_text}; seed {seed}.\n"
+        "Regenerate with: foveal.data.synth_writers.write_synthetic("
+        f"out, n={n}, imgsz={imgsz}, seed={seed}, fmt={fmt!r}, splits={tuple(splits)}, "
+        f"max_objects={max_objects})\n"
+    )

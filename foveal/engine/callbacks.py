@@ -1,0 +1,71 @@
+"""Engine callbacks: epoch history, backbone unfreezing, atomic checkpoint writes."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from foveal.atomic import atomic_write, atomic_write_text
+from foveal.serialize import dumps
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file and renames it into place, so a killed run
+    never leaves a half-written ``best.ckpt``/``last.ckpt``; loads with ``weights_only=True``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+class History(L.Callback):
+    """One row per epoch of every logged scalar (train/*, val/*, lr), kept in ``path`` (JSON) so a
+    resumed run continues its history."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, float]] = json.loads(path.read_text()) if path.is_file() else []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row: dict[str, float] = {"epoch": trainer.current_epoch}
+        for key, value in trainer.callback_metrics.items():
+            number = float(value)
+            if math.isfinite(number):
+                row[key] = number
+        row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
+        if trainer.is_global_zero:
+            atomic_write_text(self.path, dumps(self.rows, indent=1))
+
+
+class BackboneFreezer(L.Callback):
+    """Keeps the backbone frozen (weights and BatchNorm statistics) until ``unfreeze_at`` epoch."""
+
+    def __init__(self, unfreeze_at: int | None) -> None:
+        self.unfreeze_at = unfreeze_at
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from foveal.models.weights import set_backbone_frozen
+
+        set_backbone_frozen(pl_module.model, self._frozen(trainer.current_epoch))
+
+    def _frozen(self, epoch: int) -> bool:
+        return self.unfreeze_at is None or epoch < self.unfreeze_at
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from foveal.models.weights import freeze_bn_stats, set_backbone_frozen
+
+        if self.unfreeze_at is not None and trainer.current_epoch == self.unfreeze_at:
+            set_backbone_frozen(pl_module.model, False)
+        if self._frozen(trainer.current_epoch):
+            freeze_bn_stats(pl_module.model)

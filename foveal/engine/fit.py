@@ -1,0 +1,177 @@
+"""``foveal.train``: one training run from config to checkpoints, metrics, plots and report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from foveal.atomic import atomic_write_text
+from foveal.config import TrainConfig, load_yaml, make_config, save_yaml
+from foveal.data.checks import drop_unreadable
+from foveal.data.sample import Sample
+from foveal.engine.callbacks import History
+from foveal.engine.loaders import make_loader
+from foveal.engine.rundir import new_run_dir, safe_name
+from foveal.errors import CheckpointError, ConfigError
+from foveal.serialize import dumps
+from foveal.tasks import get_task
+from foveal.tasks.base import Task
+
+log = logging.getLogger("foveal")
+
+
+@dataclass
+class TrainResult:
+    """Where a run went and how it did: ``metrics`` are the best checkpoint's validation metrics."""
+
+    run_dir: Path
+    best: Path
+    last: Path
+    metrics: dict[str, Any]
+
+
+def resolve_config(config: str | Path | None = None, **options: Any) -> TrainConfig:
+    """Defaults, then the YAML file, then explicit options (None values ignored)."""
+    values = load_yaml(config) if config else {}
+    values.update({k: v for k, v in options.items() if v is not None})
+    return make_config(**values)
+
+
+def _resume_target(resume: str | Path) -> tuple[Path, Path]:
+    """(run folder, last checkpoint) for ``--resume RUN|CKPT``."""
+    path = Path(resume).expanduser()
+    ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    if not ckpt.is_file():
+        raise CheckpointError(
+            f"{resume}: no last checkpoint to resume (looked for {ckpt}); "
+            "pass a run folder or its checkpoints/last.ckpt"
+        )
+    return ckpt.parent.parent, ckpt
+
+
+def _prepare(cfg: TrainConfig) -> tuple[Task, dict[str, list[Sample]], TrainConfig]:
+    task_cls = get_task(cfg.task)
+    splits, meta = task_cls.load_data(cfg)
+    if cfg.model is None:
+        from foveal.models.registry import default_model
+
+        cfg = replace(cfg, model=default_model(cfg.task, cfg.imgsz))
+    meta["model"] = cfg.model
+    splits = {name: drop_unreadable(samples, cfg.on_bad_image) for name, samples in splits.items() if samples}
+    return task_cls(meta), splits, cfg
+
+
+def _build_module(task: Task, cfg: TrainConfig):
+    from foveal.engine.module import TaskModule
+
+    model = task.build_model()
+    if cfg.pretrained:
+        from foveal.models.weights import load_pretrained
+
+        report = load_pretrained(model, cfg.pretrained, cfg.model)
+        log.info(
+            "pretrained %s: %d tensors loaded, %d re-initialised (%s)",
+            cfg.pretrained,
+            len(report["loaded"]),
+            len(report["skipped"]),
+            ", ".join(report["skipped"][:4]),
+        )
+    if cfg.amp and not torch.cuda.is_available():
+        log.warning("--amp ignored: mixed precision is used on CUDA only")
+    return TaskModule(task, cfg, model)
+
+
+def train(
+    task: str | None = None,
+    data: str | None = None,
+    *,
+    config: str | Path | None = None,
+    resume: str | Path | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Train a model; returns the run folder, checkpoints and best validation metrics.
+
+    Parameters are the fields of ``TrainConfig`` (``epochs``, ``batch``, ``model``, ``lr``, ...);
+    ``config`` is a YAML file of the same fields; ``resume`` continues a run from its last checkpoint.
+    """
+    import lightning as L
+
+    from foveal.engine.trainer import build_trainer
+
+    start = time.perf_counter()
+    ckpt_path = None
+    if resume is not None:
+        run_dir, ckpt_path = _resume_target(resume)
+        cfg = resolve_config(run_dir / "config.yaml", **options)
+    else:
+        cfg = resolve_config(config, task=task, data=data, **options)
+    if cfg.data is None:
+        raise ConfigError("no data given; pass --data PATH (a dataset folder or CSV), or run 'foveal demo'")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    task_obj, splits, cfg = _prepare(cfg)
+    if resume is None:
+        run_dir = new_run_dir(
+            cfg.project if cfg.project != "runs" else Path("runs") / cfg.task,
+            cfg.name or safe_name(cfg.model),
+        )
+    history = History(run_dir / "history.json")
+    module = _build_module(task_obj, cfg)
+    train_loader = make_loader(task_obj, splits["train"], "train", cfg.batch, cfg.workers, cfg.seed)
+    val_loader = make_loader(task_obj, splits.get("val", []), "val", cfg.batch, cfg.workers)
+    trainer = build_trainer(cfg, task_obj, run_dir, history)
+    if cfg.lr == "auto":
+        from foveal.engine.lr_find import find_lr
+
+        cfg = replace(
+            cfg, lr=find_lr(module, train_loader, run_dir / "plots" / "lr_find.png", cfg)["suggestion"]
+        )
+        module.lr = cfg.lr
+    save_yaml(cfg, run_dir / "config.yaml")
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    best, last = run_dir / "checkpoints" / "best.ckpt", run_dir / "checkpoints" / "last.ckpt"
+    if not best.is_file():
+        best = last
+    metrics = _finish(run_dir, best, splits, cfg, history, time.perf_counter() - start)
+    return TrainResult(run_dir, best, last, metrics)
+
+
+def _finish(
+    run_dir: Path,
+    best: Path,
+    splits: dict[str, list[Sample]],
+    cfg: TrainConfig,
+    history: History,
+    seconds: float,
+) -> dict[str, Any]:
+    """Evaluate the best checkpoint on val (and test), write metrics.json, plots and report.html."""
+    from foveal.engine.checkpoint import load
+    from foveal.engine.inference import run_model
+    from foveal.report.html import write_report
+    from foveal.report.plots import plot_history
+
+    loaded = load(best)
+    results: dict[str, Any] = {}
+    plots = [str(p) for p in plot_history(history.rows, run_dir / "plots")]
+    for split in ("val", "test"):
+        if splits.get(split):
+            kept, _ = run_model(loaded.task, loaded.model, splits[split], cfg.batch, cfg.workers, cfg.device)
+            results[split] = loaded.task.compute_metrics(kept)
+            if split == "val":
+                plots += loaded.task.plots(kept, results[split], str(run_dir / "plots"))
+    metrics = {
+        **results.get("val", {}),
+        "split": "val",
+        "test": results.get("test"),
+        "epochs_run": len(history.rows),
+        "train_seconds": round(seconds, 2),
+        "best_checkpoint": str(best),
+        "history": history.rows,
+    }
+    atomic_write_text(run_dir / "metrics.json", dumps(metrics, indent=2))
+    write_report(run_dir, loaded.task.name, cfg.to_dict(), metrics, plots)
+    return metrics

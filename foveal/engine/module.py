@@ -1,0 +1,128 @@
+"""The LightningModule that trains any Task: the task supplies model, loss and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from foveal.config import TrainConfig
+from foveal.tasks.base import Task
+
+
+class TaskModule(L.LightningModule):
+    """Trains ``task.build_model()`` with ``task.loss``; validation metrics via ``task.compute_metrics``.
+
+    With EMA on, an exponential moving average of the weights (``self.ema``) is validated and
+    saved in checkpoints next to the raw weights.
+    """
+
+    def __init__(self, task: Task, config: TrainConfig, model: torch.nn.Module | None = None) -> None:
+        super().__init__()
+        self.task = task
+        self.config = config
+        self.model = model if model is not None else task.build_model()
+        self.ema = None
+        if config.ema:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+            )
+        self.batch_transform = task.batch_transform()
+        self._kept: list[dict[str, Tensor]] = []
+        self.val_metrics: dict[str, Any] = {}
+        self.val_kept: dict[str, Tensor] = {}
+        self.lr = config.lr if isinstance(config.lr, float) else 1e-3
+
+    def forward(self, images: Tensor) -> Any:
+        return self.model(images)
+
+    def eval_model(self) -> torch.nn.Module:
+        """The weights to validate and predict with: the EMA when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def training_step(self, batch: tuple[Tensor, Any], batch_idx: int) -> Tensor:
+        images, targets = batch
+        if self.batch_transform is not None:
+            images, targets = self.batch_transform(images, targets)
+        losses = self.task.loss(self.model(images), targets)
+        for key, value in losses.items():
+            self.log(
+                f"train/{key}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=key == "loss",
+                batch_size=images.shape[0],
+            )
+        return losses["loss"]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def validation_step(self, batch: tuple[Tensor, Any], batch_idx: int) -> None:
+        images, targets = batch
+        outputs = self.eval_model()(images)
+        losses = self.task.loss(outputs, targets)
+        self.log(
+            "val/loss",
+            losses["loss"],
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=images.shape[0],
+            sync_dist=True,
+        )
+        self._kept.append(self.task.step_outputs(outputs, targets))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._kept:
+            return
+        kept = {key: torch.cat([part[key] for part in self._kept]) for key in self._kept[0]}
+        self._kept.clear()
+        if self.trainer.world_size > 1:
+            kept = {key: value.flatten(0, 1) for key, value in self.all_gather(kept).items()}
+        self.val_kept = kept
+        self.val_metrics = self.task.compute_metrics(kept)
+        for key, value in self.val_metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "n":
+                self.log(f"val/{key}", float(value), prog_bar=key == self.task.monitor, sync_dist=False)
+
+    def configure_optimizers(self) -> Any:
+        from foveal.engine.optim import build_optimizer, build_scheduler
+
+        cfg = self.config
+        optimizer = build_optimizer(
+            self.model.parameters(),
+            cfg.optimizer,
+            lr=self.lr,
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            lookahead=cfg.lookahead,
+        )
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        scheduler = build_scheduler(
+            optimizer,
+            cfg.scheduler,
+            epochs=epochs,
+            steps_per_epoch=max(1, steps // epochs),
+            warmup_epochs=cfg.warmup_epochs,
+            step_size=cfg.step_size,
+            gamma=cfg.gamma,
+        )
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["foveal"] = {
+            "meta": self.task.meta,
+            "config": self.config.to_dict(),
+            "weights": "ema" if self.ema is not None else "model",
+        }

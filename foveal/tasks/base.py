@@ -1,0 +1,90 @@
+"""The Task contract: what every task (classify, segment, detect, ...) provides.
+
+The engine, CLI, evaluation and export only talk to tasks through this interface, so a new task
+is a new module implementing it. State that predicting needs (class names, input size,
+normalisation, model name) lives in ``meta``, a dict of plain values stored in checkpoints.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from foveal.config import TrainConfig
+from foveal.data.sample import Sample
+
+
+class Task(ABC):
+    """One computer-vision task.
+
+    ``monitor`` names the validation metric that selects the best checkpoint; ``mode`` says
+    whether larger ('max') or smaller ('min') is better.
+    """
+
+    name: ClassVar[str]
+    monitor: ClassVar[str]
+    mode: ClassVar[str] = "max"
+
+    def __init__(self, meta: dict[str, Any]) -> None:
+        self.meta = meta
+
+    # -- data ---------------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+        """Read the dataset: samples per split and the task meta (classes, kind, ...)."""
+
+    @abstractmethod
+    def load_eval_data(self, data: str, split: str, fmt: str = "auto") -> list[Sample]:
+        """Read one split of ``data`` against this task's classes (for val/evaluate)."""
+
+    @abstractmethod
+    def transforms(self, split: str) -> Callable:
+        """The transform for 'train', 'val', 'test' or 'predict'."""
+
+    @abstractmethod
+    def item(self, sample: Sample, transform: Callable) -> tuple[Tensor, Any]:
+        """Decode ``sample`` and return (image tensor (3,H,W), encoded target)."""
+
+    def collate(self, batch: Sequence[tuple[Tensor, Any]]) -> tuple[Tensor, Any]:
+        """Stack a list of items into a batch."""
+        return torch.utils.data.default_collate(batch)
+
+    def batch_transform(self) -> Callable[[Tensor, Any], tuple[Tensor, Any]] | None:
+        """An optional batch-level augmentation (e.g. MixUp/CutMix) for training."""
+        return None
+
+    # -- model, loss, metrics -----------------------------------------------------------------
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """A fresh model for this task's meta."""
+
+    @abstractmethod
+    def loss(self, outputs: Any, targets: Any) -> dict[str, Tensor]:
+        """Loss terms; key 'loss' is the total that is minimised."""
+
+    @abstractmethod
+    def step_outputs(self, outputs: Any, targets: Any) -> dict[str, Tensor]:
+        """Per-batch tensors to keep for epoch-level metrics (concatenated along dim 0)."""
+
+    @abstractmethod
+    def compute_metrics(self, kept: dict[str, Tensor]) -> dict[str, Any]:
+        """Exact metrics over a whole split from the concatenated ``step_outputs``."""
+
+    def plots(self, kept: dict[str, Tensor], metrics: dict[str, Any], out_dir: str) -> list[str]:
+        """Write the task's evaluation plots (PNG) into ``out_dir``; return their paths."""
+        return []
+
+    # -- prediction ---------------------------------------------------------------------------
+    @abstractmethod
+    def postprocess(self, outputs: Any, **options: Any) -> list[Any]:
+        """Raw model outputs for a batch -> one JSON-serialisable prediction per image."""
+
+    @abstractmethod
+    def render(self, image: Image.Image, prediction: Any) -> Image.Image:
+        """An overlay of ``prediction`` on ``image`` for people to look at."""

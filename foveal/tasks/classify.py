@@ -1,0 +1,214 @@
+"""Image classification: binary, multiclass (softmax) and multilabel (sigmoid, per-label thresholds)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageDraw
+from torch import Tensor, nn
+
+from foveal.config import TrainConfig
+from foveal.data.imageio import load_rgb
+from foveal.data.loading import load_classification
+from foveal.data.sample import Sample
+from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, batch_mixer, build_transforms, resolve_aug
+from foveal.errors import DataError
+from foveal.tasks.base import Task
+
+
+@dataclass
+class ClassPrediction:
+    """One image's classification: ``labels`` are the top-k names (multiclass) or every label over
+    its threshold (multilabel), with ``scores`` their probabilities; ``probs`` has every class."""
+
+    labels: list[str]
+    scores: list[float]
+    probs: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ClassifyTask(Task):
+    name = "classify"
+    monitor = "accuracy"
+    mode = "max"
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.meta["class_names"]
+
+    @property
+    def multilabel(self) -> bool:
+        return self.meta["kind"] == "multilabel"
+
+    # -- data ---------------------------------------------------------------------------------
+    @classmethod
+    def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+        data = load_classification(
+            config.data,
+            config.val,
+            fmt=config.format,
+            kind=config.kind,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+        )
+        if not data.split("train"):
+            raise DataError(f"{config.data}: no training images found; add images to the train split")
+        weights = None
+        if config.class_weights:
+            from foveal.losses.focal import class_weights_from_counts
+
+            counts: Counter[int] = Counter()
+            for sample in data.split("train"):
+                counts.update(sample.label if isinstance(sample.label, list) else [sample.label])
+            weights = class_weights_from_counts([counts[i] for i in range(len(data.class_names))]).tolist()
+        meta = {
+            "task": cls.name,
+            "kind": data.kind,
+            "class_names": data.class_names,
+            "imgsz": config.imgsz,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "thresholds": [0.5] * len(data.class_names) if data.kind == "multilabel" else None,
+            "aug": resolve_aug(config.aug),
+            "loss": config.loss,
+            "label_smoothing": config.label_smoothing,
+            "class_weights": weights,
+            "focal_gamma": config.focal_gamma,
+        }
+        return data.splits, meta
+
+    def load_eval_data(self, data: str, split: str, fmt: str = "auto") -> list[Sample]:
+        loaded = load_classification(data, fmt=fmt, class_names=self.class_names)
+        if self.multilabel != (loaded.kind == "multilabel"):
+            raise DataError(
+                f"{data}: the model is {self.meta['kind']} but the data is {loaded.kind}; "
+                "evaluate on data labelled the same way"
+            )
+        samples = loaded.split(split)
+        if not samples:
+            present = [name for name, part in loaded.splits.items() if part]
+            if split == "val" and present == ["train"]:
+                return loaded.split("train")  # a flat folder: evaluate on all of it
+            raise DataError(
+                f"{data}: no '{split}' split found (present: {', '.join(present) or 'none'}); "
+                f"choose --split from those"
+            )
+        return samples
+
+    def transforms(self, split: str) -> Callable:
+        aug = self.meta["aug"] if split == "train" else None
+        return build_transforms(split, self.meta["imgsz"], aug, mean=self.meta["mean"], std=self.meta["std"])
+
+    def item(self, sample: Sample, transform: Callable) -> tuple[Tensor, Tensor]:
+        image = transform(load_rgb(sample.path))
+        if self.multilabel:
+            target = torch.zeros(len(self.class_names))
+            if sample.label:
+                target[list(sample.label)] = 1.0
+            return image, target
+        return image, torch.tensor(-1 if sample.label is None else sample.label, dtype=torch.long)
+
+    def batch_transform(self) -> Callable | None:
+        return batch_mixer(self.meta["aug"], len(self.class_names), self.multilabel)
+
+    # -- model, loss, metrics -----------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        from foveal.models.registry import build_model
+
+        return build_model(self.meta["model"], len(self.class_names), task=self.name)
+
+    def _loss_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
+        if not hasattr(self, "_loss"):
+            from foveal.losses.focal import build_classification_loss
+
+            name = self.meta["loss"]
+            if name == "auto":
+                name = "bce" if self.multilabel else "ce"
+            weights = self.meta.get("class_weights")
+            self._loss = build_classification_loss(
+                name,
+                multilabel=self.multilabel,
+                label_smoothing=self.meta["label_smoothing"],
+                class_weights=None if weights is None else torch.tensor(weights),
+                gamma=self.meta["focal_gamma"],
+            )
+        return self._loss
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        return {"loss": self._loss_fn()(outputs, targets)}
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """(B, C) logits -> (B, C) probabilities (sigmoid for multilabel, else softmax)."""
+        return logits.float().sigmoid() if self.multilabel else logits.float().softmax(dim=1)
+
+    def step_outputs(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        return {"probs": self.probabilities(outputs).detach(), "targets": targets.detach()}
+
+    def compute_metrics(self, kept: dict[str, Tensor]) -> dict[str, Any]:
+        from foveal.metrics.classification import classification_metrics
+
+        threshold = self.meta["thresholds"] if self.multilabel else 0.5
+        return classification_metrics(
+            kept["probs"].cpu(),
+            kept["targets"].cpu(),
+            self.meta["kind"],
+            self.class_names,
+            threshold=threshold,
+        )
+
+    def plots(self, kept: dict[str, Tensor], metrics: dict[str, Any], out_dir: str) -> list[str]:
+        from foveal.report.plots import plot_confusion_matrix, plot_pr, plot_roc
+
+        out = Path(out_dir)
+        probs, targets = kept["probs"].cpu().numpy(), kept["targets"].cpu().numpy()
+        kind = self.meta["kind"]
+        paths = [
+            plot_roc(probs, targets, kind, self.class_names, out / "roc.png"),
+            plot_pr(probs, targets, kind, self.class_names, out / "pr.png"),
+        ]
+        if not self.multilabel:
+            paths.insert(
+                0,
+                plot_confusion_matrix(
+                    metrics["confusion_matrix"], self.class_names, out / "confusion_matrix.png"
+                ),
+            )
+        return [str(p) for p in paths]
+
+    # -- prediction ---------------------------------------------------------------------------
+    def postprocess(self, outputs: Tensor, topk: int = 5, **options: Any) -> list[ClassPrediction]:
+        probs = self.probabilities(outputs).cpu()
+        names = self.class_names
+        predictions = []
+        for row in probs:
+            if self.multilabel:
+                order = [
+                    i for i in row.argsort(descending=True).tolist() if row[i] >= self.meta["thresholds"][i]
+                ]
+            else:
+                order = row.argsort(descending=True)[: max(1, topk)].tolist()
+            predictions.append(
+                ClassPrediction(
+                    [names[i] for i in order],
+                    [float(row[i]) for i in order],
+                    {n: float(p) for n, p in zip(names, row)},
+                )
+            )
+        return predictions
+
+    def render(self, image: Image.Image, prediction: ClassPrediction) -> Image.Image:
+        scale = max(1, 256 // max(image.size))
+        canvas = image.convert("RGB").resize((image.width * scale, image.height * scale), Image.NEAREST)
+        draw = ImageDraw.Draw(canvas)
+        lines = [f"{n} {s:.2f}" for n, s in zip(prediction.labels[:3], prediction.scores[:3])] or ["(none)"]
+        draw.rectangle((0, 0, canvas.width, 12 * len(lines) + 4), fill=(0, 0, 0))
+        for i, line in enumerate(lines):
+            draw.text((4, 2 + 12 * i), line, fill=(255, 255, 255))
+        return canvas

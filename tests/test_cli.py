@@ -1,0 +1,183 @@
+"""The CLI: thin calls of the API, --json output, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from foveal.cli.main import main
+from tests.conftest import make_image
+
+
+def foveal_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "foveal.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
+    assert_user_error(foveal_cli("train", "--data", str(tmp_path / "nope")), "nope", "no such")
+    (tmp_path / "empty").mkdir()
+    assert_user_error(foveal_cli("train", "--data", str(tmp_path / "empty")), "empty")
+    for i in range(3):
+        make_image(tmp_path / "one" / "cat" / f"{i}.png")
+    assert_user_error(foveal_cli("train", "--data", str(tmp_path / "one")), "only the class 'cat'")
+    assert_user_error(
+        foveal_cli("train", "--data", str(tmp_path / "one"), "--model", "smallresnt"), "smallresnet"
+    )
+    assert_user_error(
+        foveal_cli("val", "--weights", str(tmp_path / "x.ckpt"), "--data", str(tmp_path)),
+        "x.ckpt",
+        "not found",
+    )
+    assert_user_error(foveal_cli("train", "--data", str(tmp_path / "one"), "--optimizer", "adamx"), "adamw")
+
+
+def test_unknown_model_suggests_a_close_match(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for i in range(4):
+        make_image(tmp_path / "d" / "a" / f"{i}.png")
+        make_image(tmp_path / "d" / "b" / f"{i}.png")
+    assert main(["train", "--data", str(tmp_path / "d"), "--model", "tv:resnet19", "--no-progress"]) == 2
+    assert "tv:resnet18" in capsys.readouterr().err
+
+
+def test_synth_models_and_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "synth", "--out", str(tmp_path / "s"), "--n", "40", "--imgsz", "32", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 40 and (tmp_path / "s" / "train").is_dir()
+    assert main(["data", "synth", "--out", str(tmp_path / "s"), "--n", "40"]) == 2  # never overwrites
+    capsys.readouterr()
+    assert main(["models", "--json"]) == 0
+    names = {row["name"] for row in json.loads(capsys.readouterr().out)}
+    assert {"lenet", "smallresnet", "smallresnet_se", "tv:resnet18", "tv:vit_b_16"} <= names
+    assert main(["models", "timm:resnet1*", "--json"]) == 0
+    assert "timm:resnet18" in {row["name"] for row in json.loads(capsys.readouterr().out)}
+    assert (
+        main(
+            [
+                "data",
+                "preview",
+                "--data",
+                str(tmp_path / "s"),
+                "--aug",
+                "heavy",
+                "--out",
+                str(tmp_path / "grid.png"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "grid.png").is_file()
+
+
+def test_train_val_predict_from_the_cli(
+    shapes_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = [
+        "train",
+        "--data",
+        str(shapes_folder),
+        "--epochs",
+        "1",
+        "--imgsz",
+        "32",
+        "--batch",
+        "32",
+        "--workers",
+        "0",
+        "--project",
+        str(tmp_path),
+        "--name",
+        "cli",
+        "--json",
+    ]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["run_dir"] == str(tmp_path / "cli") and "accuracy" in result["metrics"]
+    weights = result["best"]
+    assert (
+        main(
+            [
+                "val",
+                "--weights",
+                weights,
+                "--data",
+                str(shapes_folder),
+                "--split",
+                "test",
+                "--json",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["split"] == "test" and metrics["n"] == 32
+    assert (
+        main(
+            [
+                "predict",
+                "--weights",
+                weights,
+                str(shapes_folder / "test" / "star"),
+                "--out",
+                str(tmp_path / "p"),
+                "--json",
+                "--topk",
+                "1",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(len(r["labels"]) == 1 for r in rows)
+    assert (tmp_path / "p" / "predictions.csv").is_file()
+    assert main(["val", "--weights", weights, "--data", str(shapes_folder), "--task", "segment"]) == 2
+    assert "'classify' checkpoint" in capsys.readouterr().err
+
+
+def test_lr_find_command(shapes_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert (
+        main(
+            [
+                "lr-find",
+                "--data",
+                str(shapes_folder),
+                "--imgsz",
+                "32",
+                "--batch",
+                "32",
+                "--workers",
+                "0",
+                "--out",
+                str(tmp_path / "lr.png"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert 1e-6 <= result["suggestion"] <= 1.0 and (tmp_path / "lr.png").is_file()
+
+
+def test_import_is_light() -> None:
+    code = "import sys, foveal; print('torch' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    )
