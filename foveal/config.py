@@ -33,14 +33,14 @@ class TrainConfig:
     imgsz: int = 64
     epochs: int = 10
     batch: int = 64
-    lr: float | str = 1e-3
+    lr: float | str = 3e-3
     optimizer: str = "adamw"
     weight_decay: float = 0.01
     momentum: float = 0.9
     nesterov: bool = False
     lookahead: bool = False
     scheduler: str = "cosine"
-    warmup_epochs: float = 0.0
+    warmup_epochs: float = 1.0  # linear warmup, capped at half the run
     step_size: int | None = None
     gamma: float = 0.1
     loss: str = "auto"

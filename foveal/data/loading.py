@@ -89,6 +89,12 @@ def load_classification(
     check_choice("classification kind", kind, KINDS)
     root = _existing(data, "dataset file or folder")
     splits, names, multilabel = _read(root, fmt, class_names)
+    if class_names is None and len(names) < 2:
+        found = f"only the class '{names[0]}'" if names else "no classes"
+        raise DataError(
+            f"{root}: found {found}; classification needs at least two classes "
+            "(one folder or label per class)"
+        )
     if val is not None:
         val_splits, _, _ = _read(_existing(val, "validation file or folder"), fmt, names)
         splits["val"] = [s for part in val_splits.values() for s in part]
@@ -99,13 +105,12 @@ def load_classification(
         else:
             splits["train"] = pool
     if "val" not in splits and splits.get("train") and class_names is None:
+        if len(splits["train"]) < 4:
+            raise DataError(
+                f"{root}: only {len(splits['train'])} images, too few to split off a validation "
+                "set; add images or pass --val"
+            )
         splits["train"], splits["val"] = stratified_split(splits["train"], val_fraction, seed)
-    if class_names is None and len(names) < 2:
-        found = f"only the class '{names[0]}'" if names else "no classes"
-        raise DataError(
-            f"{root}: found {found}; classification needs at least two classes "
-            "(one folder or label per class)"
-        )
     if kind == "auto":
         kind = "multilabel" if multilabel else ("binary" if len(names) == 2 else "multiclass")
     elif (kind == "multilabel") != multilabel:

@@ -67,5 +67,6 @@ class BackboneFreezer(L.Callback):
 
         if self.unfreeze_at is not None and trainer.current_epoch == self.unfreeze_at:
             set_backbone_frozen(pl_module.model, False)
+            pl_module.model.train()  # BatchNorm layers held in eval mode resume updating their statistics
         if self._frozen(trainer.current_epoch):
             freeze_bn_stats(pl_module.model)

@@ -17,7 +17,7 @@ from foveal.data.sample import Sample
 from foveal.engine.callbacks import History
 from foveal.engine.loaders import make_loader
 from foveal.engine.rundir import new_run_dir, safe_name
-from foveal.errors import CheckpointError, ConfigError
+from foveal.errors import CheckpointError, ConfigError, check_choice
 from foveal.serialize import dumps
 from foveal.tasks import get_task
 from foveal.tasks.base import Task
@@ -54,7 +54,23 @@ def _resume_target(resume: str | Path) -> tuple[Path, Path]:
     return ckpt.parent.parent, ckpt
 
 
+def check_names(cfg: TrainConfig) -> None:
+    """Fail fast, before any data is read, on unknown model/optimizer/scheduler/augmentation names."""
+    from foveal.data.checks import ON_BAD_IMAGE
+    from foveal.data.transforms import resolve_aug
+    from foveal.engine.optim import OPTIMIZERS, SCHEDULERS
+    from foveal.models.registry import check_model_name
+
+    if cfg.model is not None:
+        check_model_name(cfg.model, cfg.task)
+    check_choice("optimizer", cfg.optimizer, OPTIMIZERS)
+    check_choice("scheduler", cfg.scheduler, SCHEDULERS)
+    check_choice("--on-bad-image value", cfg.on_bad_image, ON_BAD_IMAGE)
+    resolve_aug(cfg.aug)
+
+
 def _prepare(cfg: TrainConfig) -> tuple[Task, dict[str, list[Sample]], TrainConfig]:
+    check_names(cfg)
     task_cls = get_task(cfg.task)
     splits, meta = task_cls.load_data(cfg)
     if cfg.model is None:

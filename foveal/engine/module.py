@@ -24,6 +24,8 @@ class TaskModule(L.LightningModule):
         self.task = task
         self.config = config
         self.model = model if model is not None else task.build_model()
+        # channels_last: ~20% faster convolutions on CPU, and the layout tensor cores want on GPU
+        self.model.to(memory_format=torch.channels_last)
         self.ema = None
         if config.ema:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -46,6 +48,7 @@ class TaskModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Any], batch_idx: int) -> Tensor:
         images, targets = batch
+        images = images.contiguous(memory_format=torch.channels_last)
         if self.batch_transform is not None:
             images, targets = self.batch_transform(images, targets)
         losses = self.task.loss(self.model(images), targets)
@@ -66,7 +69,7 @@ class TaskModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Any], batch_idx: int) -> None:
         images, targets = batch
-        outputs = self.eval_model()(images)
+        outputs = self.eval_model()(images.contiguous(memory_format=torch.channels_last))
         losses = self.task.loss(outputs, targets)
         self.log(
             "val/loss",
@@ -112,7 +115,7 @@ class TaskModule(L.LightningModule):
             cfg.scheduler,
             epochs=epochs,
             steps_per_epoch=max(1, steps // epochs),
-            warmup_epochs=cfg.warmup_epochs,
+            warmup_epochs=min(cfg.warmup_epochs, epochs / 2),
             step_size=cfg.step_size,
             gamma=cfg.gamma,
         )

@@ -32,12 +32,22 @@ def param_groups(params: Iterable[Any], weight_decay: float) -> list[dict[str, A
         return params
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
-    return [g for g in ({"params": decay, "weight_decay": weight_decay},
-                        {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    return [
+        g
+        for g in ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0})
+        if g["params"]
+    ]
 
 
-def build_optimizer(params: Iterable[Any], name: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.0,
-                    momentum: float = 0.9, nesterov: bool = False, lookahead: bool = False) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[Any],
+    name: str = "adamw",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    lookahead: bool = False,
+) -> torch.optim.Optimizer:
     """A torch optimizer over ``params`` without weight decay on biases and norm parameters.
 
     ``momentum`` applies to sgd and rmsprop; ``nesterov`` to sgd (needs momentum > 0). ``lookahead``
@@ -46,10 +56,14 @@ def build_optimizer(params: Iterable[Any], name: str = "adamw", lr: float = 1e-3
     """
     check_choice("optimizer", name, OPTIMIZERS)
     if lr <= 0 or weight_decay < 0 or momentum < 0:
-        raise ConfigError(f"need lr > 0, weight_decay >= 0, momentum >= 0; got lr={lr}, "
-                          f"weight_decay={weight_decay}, momentum={momentum}")
+        raise ConfigError(
+            f"need lr > 0, weight_decay >= 0, momentum >= 0; got lr={lr}, "
+            f"weight_decay={weight_decay}, momentum={momentum}"
+        )
     if nesterov and (name != "sgd" or momentum <= 0):
-        raise ConfigError(f"nesterov needs --optimizer sgd with momentum > 0 (got {name}, momentum={momentum})")
+        raise ConfigError(
+            f"nesterov needs --optimizer sgd with momentum > 0 (got {name}, momentum={momentum})"
+        )
     groups = param_groups(params, weight_decay)
     if name == "sgd":
         optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
@@ -74,8 +88,16 @@ class LrFactor:
     ``min_ratio`` and ``peak`` with half-period ``step`` steps (starting low, or at the peak after a warmup).
     """
 
-    def __init__(self, kind: str, total: int, warmup: int = 0, step: int = 1, gamma: float = 0.1,
-                 min_ratio: float = 0.01, peak: float = 1.0) -> None:
+    def __init__(
+        self,
+        kind: str,
+        total: int,
+        warmup: int = 0,
+        step: int = 1,
+        gamma: float = 0.1,
+        min_ratio: float = 0.01,
+        peak: float = 1.0,
+    ) -> None:
         self.kind, self.total, self.warmup, self.step = kind, total, warmup, step
         self.gamma, self.min_ratio, self.peak = gamma, min_ratio, peak
 
@@ -98,10 +120,20 @@ class LrFactor:
         return self.schedule(s)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, name: str, *, epochs: int, steps_per_epoch: int,
-                    warmup_epochs: float = 0.0, step_size: int | None = None, gamma: float = 0.1,
-                    min_lr_ratio: float = 0.01, max_lr: float | None = None) -> dict[str, Any] | None:
-    """A Lightning ``lr_scheduler`` config ``{"scheduler": ..., "interval": "step"}``, or None for a constant lr.
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    name: str,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
+    step_size: int | None = None,
+    gamma: float = 0.1,
+    min_lr_ratio: float = 0.01,
+    max_lr: float | None = None,
+) -> dict[str, Any] | None:
+    """A Lightning ``lr_scheduler`` config ``{"scheduler": ..., "interval": "step", "frequency": 1}``, or None
+    for a constant lr (``none`` without warmup).
 
     Schedules over ``epochs * steps_per_epoch`` optimizer steps, after ``warmup_epochs`` of linear warmup
     from ~0 to the base lr (the optimizer's lr):
@@ -116,11 +148,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, *, epochs: int,
     check_choice("scheduler", name, SCHEDULERS)
     total = epochs * steps_per_epoch
     if epochs < 1 or steps_per_epoch < 1 or not 0 <= warmup_epochs < epochs:
-        raise ConfigError(f"need epochs >= 1, steps_per_epoch >= 1 and 0 <= warmup_epochs < epochs; got "
-                          f"epochs={epochs}, steps_per_epoch={steps_per_epoch}, warmup_epochs={warmup_epochs}")
+        raise ConfigError(
+            f"need epochs >= 1, steps_per_epoch >= 1 and 0 <= warmup_epochs < epochs; got "
+            f"epochs={epochs}, steps_per_epoch={steps_per_epoch}, warmup_epochs={warmup_epochs}"
+        )
     if (step_size is not None and step_size < 1) or not 0 < gamma <= 1 or not 0 <= min_lr_ratio <= 1:
-        raise ConfigError(f"need step_size >= 1, 0 < gamma <= 1, 0 <= min_lr_ratio <= 1; got "
-                          f"step_size={step_size}, gamma={gamma}, min_lr_ratio={min_lr_ratio}")
+        raise ConfigError(
+            f"need step_size >= 1, 0 < gamma <= 1, 0 <= min_lr_ratio <= 1; got "
+            f"step_size={step_size}, gamma={gamma}, min_lr_ratio={min_lr_ratio}"
+        )
     if max_lr is not None and max_lr <= 0:
         raise ConfigError(f"max_lr must be > 0, got {max_lr}")
     warmup = round(warmup_epochs * steps_per_epoch)
@@ -130,12 +166,24 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, *, epochs: int,
     if name == "onecycle":
         cycles = "betas" in optimizer.defaults or optimizer.defaults.get("momentum", 0) > 0
         scheduler: torch.optim.lr_scheduler.LRScheduler = OneCycleLR(
-            optimizer, max_lr=max_lr or base_lr, total_steps=total,
-            pct_start=warmup / total if warmup else 0.3, div_factor=25.0,
-            final_div_factor=1 / (25.0 * max(min_lr_ratio, 1e-6)), cycle_momentum=cycles)
+            optimizer,
+            max_lr=max_lr or base_lr,
+            total_steps=total,
+            pct_start=warmup / total if warmup else 0.3,
+            div_factor=25.0,
+            final_div_factor=1 / (25.0 * max(min_lr_ratio, 1e-6)),
+            cycle_momentum=cycles,
+        )
     else:
         default_epochs = max(1, epochs // (3 if name == "step" else 4))
-        factor = LrFactor(name, total, warmup, step=(step_size or default_epochs) * steps_per_epoch, gamma=gamma,
-                          min_ratio=min_lr_ratio, peak=(max_lr or base_lr) / base_lr)
+        factor = LrFactor(
+            name,
+            total,
+            warmup,
+            step=(step_size or default_epochs) * steps_per_epoch,
+            gamma=gamma,
+            min_ratio=min_lr_ratio,
+            peak=(max_lr or base_lr) / base_lr,
+        )
         scheduler = LambdaLR(optimizer, factor)
     return {"scheduler": scheduler, "interval": "step", "frequency": 1}

@@ -45,13 +45,21 @@ def build_trainer(
     quiet_lightning()
     monitor = f"val/{task.monitor}"
     callbacks: list[L.Callback] = [
+        # Two checkpoint callbacks: Lightning's save_last rewrites last.ckpt only when best.ckpt improves,
+        # which would make --resume lose epochs; a monitor-free callback writes last.ckpt every epoch.
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
             filename="best",
             monitor=monitor,
             mode=task.mode,
-            save_last=True,
             auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ),
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="last",
+            monitor=None,
+            save_top_k=1,
             enable_version_counter=False,
         ),
         LearningRateMonitor(logging_interval="epoch"),

@@ -54,7 +54,9 @@ _TV_EXTRA: dict[str, dict] = {
 
 
 def register(name: str, task: str, description: str) -> Callable[[Builder], Builder]:
-    """Decorator: register ``builder(num_classes, **kwargs) -> nn.Module`` as own model ``name`` for ``task``."""
+    """Decorator: register ``builder(num_classes, **kwargs) -> nn.Module`` as own model ``name`` of ``task``.
+
+    Raises ValueError if another builder already has that name for that task."""
     check_choice("task", task, TASKS)
     if ":" in name:
         raise ValueError(f"own model names take no prefix: {name!r}")
@@ -101,10 +103,41 @@ def _prefix_names(prefix: str) -> list[str]:
 def _unknown(name: str, task: str, choices: list[str]) -> ConfigError:
     elsewhere = sorted(t for t, n in _OWN if n == name and t != task)
     if elsewhere:
-        return ConfigError(f"model '{name}' is a {elsewhere[0]} model, not a {task} model; "
-                           f"see `foveal models --task {task}`")
-    return ConfigError(f"unknown {task} model '{name}'{did_you_mean(name, choices)}; "
-                       f"see `foveal models --task {task}`")
+        return ConfigError(
+            f"model '{name}' is a {elsewhere[0]} model, not a {task} model; see `foveal models --task {task}`"
+        )
+    return ConfigError(
+        f"unknown {task} model '{name}'{did_you_mean(name, choices)}; see `foveal models --task {task}`"
+    )
+
+
+def check_model_name(name: str, task: str = "classify") -> tuple[str, str]:
+    """Raise ConfigError (with close matches) unless ``name`` is a ``task`` model; return (prefix, bare)."""
+    check_choice("task", task, TASKS)
+    _load_providers()
+    prefix, bare = _split(name)
+    if not prefix:
+        if (task, name) not in _OWN:
+            raise _unknown(name, task, [n for t, n in _OWN if t == task])
+        return prefix, bare
+    if prefix not in PREFIXES:
+        raise ConfigError(
+            f"unknown model prefix '{prefix}:' in '{name}'{did_you_mean(prefix, PREFIXES)}; "
+            f"use tv:<name>, timm:<name> or an own name"
+        )
+    if task != "classify":
+        raise ConfigError(
+            f"'{name}': {prefix}: models are classifiers; for task {task} choose one of "
+            f"`foveal models --task {task}`"
+        )
+    if prefix == "tv" and bare not in _tv_names():
+        raise _unknown(name, task, _prefix_names("tv"))
+    if prefix == "timm":
+        import timm
+
+        if not timm.is_model(bare):
+            raise _unknown(name, task, _prefix_names("timm"))
+    return prefix, bare
 
 
 def build_model(name: str, num_classes: int, task: str = "classify", **kwargs) -> nn.Module:
@@ -114,48 +147,25 @@ def build_model(name: str, num_classes: int, task: str = "classify", **kwargs) -
     also in training). ``kwargs`` go to the builder (e.g. ``width=16`` for ``smallresnet``,
     ``drop_rate=0.1`` for timm). Unknown names raise ConfigError with close matches.
     """
-    check_choice("task", task, TASKS)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    _load_providers()
-    prefix, bare = _split(name)
-    if prefix:
-        if prefix not in PREFIXES:
-            raise ConfigError(f"unknown model prefix '{prefix}:' in '{name}'{did_you_mean(prefix, PREFIXES)}; "
-                              f"use tv:<name>, timm:<name> or an own name")
-        if task != "classify":
-            raise ConfigError(f"'{name}': {prefix}: models are classifiers; for task {task} choose one of "
-                              f"`foveal models --task {task}`")
+    prefix, bare = check_model_name(name, task)
     try:
         if prefix == "tv":
-            return _build_tv(name, bare, num_classes, kwargs)
+            import torchvision
+
+            options = {**_TV_EXTRA.get(bare, {}), **kwargs}
+            return torchvision.models.get_model(bare, weights=None, num_classes=num_classes, **options)
         if prefix == "timm":
-            return _build_timm(name, bare, num_classes, kwargs)
-        entry = _OWN.get((task, name))
-        if entry is None:
-            raise _unknown(name, task, [n for t, n in _OWN if t == task])
-        return entry.builder(num_classes, **kwargs)
+            import timm
+
+            options = {"in_chans": 3, **kwargs}
+            return timm.create_model(bare, pretrained=False, num_classes=num_classes, **options)
+        return _OWN[(task, name)].builder(num_classes, **kwargs)
     except TypeError as err:
         if "unexpected keyword argument" in str(err):
             raise ConfigError(f"model '{name}' does not take option {str(err).rsplit(' ', 1)[-1]}") from err
         raise
-
-
-def _build_tv(name: str, bare: str, num_classes: int, kwargs: dict) -> nn.Module:
-    import torchvision
-
-    if bare not in _tv_names():
-        raise _unknown(name, "classify", _prefix_names("tv"))
-    options = {**_TV_EXTRA.get(bare, {}), **kwargs}
-    return torchvision.models.get_model(bare, weights=None, num_classes=num_classes, **options)
-
-
-def _build_timm(name: str, bare: str, num_classes: int, kwargs: dict) -> nn.Module:
-    import timm
-
-    if not timm.is_model(bare):
-        raise _unknown(name, "classify", _prefix_names("timm"))
-    return timm.create_model(bare, pretrained=False, num_classes=num_classes, **{"in_chans": 3, **kwargs})
 
 
 def _matches(name: str, pattern: str | None) -> bool:
@@ -176,16 +186,26 @@ def list_models(task: str | None = None, pattern: str | None = None) -> list[tup
     if task is not None:
         check_choice("task", task, TASKS)
     _load_providers()
-    rows = [(n, t, e.description) for (t, n), e in sorted(_OWN.items(), key=lambda kv: kv[0][1])
-            if (task is None or t == task) and _matches(n, pattern)]
+    rows = [
+        (n, t, e.description)
+        for (t, n), e in sorted(_OWN.items(), key=lambda kv: kv[0][1])
+        if (task is None or t == task) and _matches(n, pattern)
+    ]
     if task not in (None, "classify"):
         return rows
     prefix = _split(pattern)[0] if pattern else ""
     if prefix in ("", "tv"):
-        rows += [(f"tv:{n}", "classify", f"torchvision {n}") for n in _tv_names() if _matches(f"tv:{n}", pattern)]
+        rows += [
+            (f"tv:{n}", "classify", f"torchvision {n}") for n in _tv_names() if _matches(f"tv:{n}", pattern)
+        ]
     if pattern is None:
-        rows.append(("timm:<name>", "classify",
-                     f"{len(_timm_names())} timm models; give a pattern to list them, e.g. 'timm:efficientnet*'"))
+        rows.append(
+            (
+                "timm:<name>",
+                "classify",
+                f"{len(_timm_names())} timm models; give a pattern to list them, e.g. 'timm:efficientnet*'",
+            )
+        )
     elif prefix in ("", "timm"):
         rows += [(f"timm:{n}", "classify", f"timm {n}") for n in _timm_names(_split(pattern.lower())[1])]
     return rows
@@ -200,12 +220,12 @@ def set_defaults(task: str, by_size: list[tuple[int | None, str]]) -> None:
 def default_model(task: str, imgsz: int) -> str:
     """The default model name for ``task`` at image size ``imgsz`` (training from scratch, CPU first).
 
-    classify: ``smallresnet`` up to 96 px: its 3x3 stride-2 stem keeps 32x32 maps at 64 px where
-    ImageNet stems (stride 4) leave 16x16 and end at 2x2, it trains a batch of 64 at 64 px in well
-    under 150 ms on 2 CPU threads and reaches high accuracy on small-image data (shapes) in a few
-    epochs. Above 96 px ``tv:resnet18``: BatchNorm'd plain convolutions train robustly from scratch,
-    run faster on CPU than depthwise nets (EfficientNet/MobileNet) of similar accuracy, and take
-    ImageNet weights via ``--pretrained hub`` when online.
+    classify: ``smallresnet`` up to 96 px: measured on the 64 px shapes data it reaches ~90%
+    validation accuracy in 8 epochs from scratch (AdamW 3e-3, no augmentation) and trains a batch of 64
+    in ~100 ms (~75 ms channels_last) on 2 CPU threads, where ``tv:resnet18`` takes ~550 ms for a
+    similar accuracy. Above 96 px ``tv:resnet18``: its stride-4 ImageNet stem suits larger images,
+    BatchNorm'd plain convolutions train robustly from scratch and run faster on CPU than depthwise
+    nets (EfficientNet/MobileNet) of similar accuracy, and ``--pretrained hub`` gives ImageNet weights.
     """
     check_choice("task", task, TASKS)
     _load_providers()

@@ -27,7 +27,8 @@ def load_pretrained(model: nn.Module, source: str, model_name: str) -> dict[str,
     or ``"hub"``: official torchvision/timm weights of ``tv:``/``timm:`` model ``model_name``
     (downloads; needs internet). Returns ``{"loaded": [...], "skipped": [...], "unused": [...]}``:
     state-dict entries copied, model entries left at their fresh values (missing or another shape,
-    e.g. the head for another class count), and source entries that matched nothing.
+    e.g. the head for another class count), and source entries that matched nothing. A missing file
+    raises DataError; an unreadable one, or one matching nothing outside the head, CheckpointError.
     """
     if source == "hub":
         weights, prefixes = _hub_state_dict(model, model_name), _PREFIXES
@@ -38,13 +39,28 @@ def load_pretrained(model: nn.Module, source: str, model_name: str) -> dict[str,
     own = model.state_dict()
     prefix = max(prefixes, key=lambda p: _count_matching(own, weights, p))
     matched = {name: weights[prefix + name] for name in own if _fits(own[name], weights.get(prefix + name))}
-    if not matched:
-        raise CheckpointError(f"no weights in {where} match model '{model_name}' (names or shapes differ); "
-                              f"pass a checkpoint of the same architecture")
+    if not set(matched) - _head_names(model):
+        raise CheckpointError(
+            f"no weights in {where} match model '{model_name}' outside its head (names or "
+            f"shapes differ); pass a checkpoint of the same architecture"
+        )
     model.load_state_dict(matched, strict=False)
     used = {prefix + name for name in matched}
-    return {"loaded": list(matched), "skipped": [n for n in own if n not in matched],
-            "unused": [k for k in weights if k not in used]}
+    return {
+        "loaded": list(matched),
+        "skipped": [n for n in own if n not in matched],
+        "unused": [k for k in weights if k not in used],
+    }
+
+
+def _head_names(model: nn.Module) -> set[str]:
+    """State-dict names of the classifier head (empty when none is found)."""
+    try:
+        head = head_module(model)
+    except ConfigError:
+        return set()
+    prefix = next(name for name, module in model.named_modules() if module is head)
+    return {f"{prefix}.{name}" if prefix else name for name in head.state_dict()}
 
 
 def _fits(own: Tensor, theirs: object) -> bool:
@@ -59,13 +75,17 @@ def _read_state_dict(path: Path) -> tuple[dict[str, object], tuple[str, ...]]:
     """A flat {name: tensor} dict from a checkpoint, state-dict or safetensors file, and the key prefixes
     to try, preferred first (the EMA weights of a foveal checkpoint trained with EMA)."""
     if not path.is_file():
-        raise DataError(f"pretrained weights file '{path}' does not exist; pass a .ckpt/.pt/.pth/.safetensors "
-                        f"file or 'hub'")
+        raise DataError(
+            f"pretrained weights file '{path}' does not exist; pass a .ckpt/.pt/.pth/.safetensors "
+            f"file or 'hub'"
+        )
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
         except ImportError as err:
-            raise ConfigError(f"reading '{path}' needs the safetensors package: pip install safetensors") from err
+            raise ConfigError(
+                f"reading '{path}' needs the safetensors package: pip install safetensors"
+            ) from err
         try:
             return dict(load_file(str(path), device="cpu")), _PREFIXES
         except Exception as err:  # safetensors raises its own SafetensorError for bad files
@@ -73,10 +93,16 @@ def _read_state_dict(path: Path) -> tuple[dict[str, object], tuple[str, ...]]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come as several types (UnpicklingError, RuntimeError, ...)
-        raise CheckpointError(f"'{path}' is not a readable weights file ({type(err).__name__}); save "
-                              f"model.state_dict() with torch.save or pass a foveal checkpoint") from err
+        raise CheckpointError(
+            f"'{path}' is not a readable weights file ({type(err).__name__}); save "
+            f"model.state_dict() with torch.save or pass a foveal checkpoint"
+        ) from err
     prefixes = _PREFIXES
-    if isinstance(data, Mapping) and isinstance(data.get("foveal"), Mapping) and data["foveal"].get("weights") == "ema":
+    if (
+        isinstance(data, Mapping)
+        and isinstance(data.get("foveal"), Mapping)
+        and data["foveal"].get("weights") == "ema"
+    ):
         prefixes = ("ema.module.", *_PREFIXES)
     for key in ("state_dict", "model"):
         if isinstance(data, Mapping) and isinstance(data.get(key), Mapping):
@@ -100,7 +126,9 @@ def _hub_state_dict(model: nn.Module, model_name: str) -> dict[str, object]:
         import timm
 
         return dict(timm.create_model(bare, pretrained=True).state_dict())
-    raise ConfigError(f"'hub' weights exist only for tv:/timm: models, not '{model_name}'; pass a checkpoint file")
+    raise ConfigError(
+        f"'hub' weights exist only for tv:/timm: models, not '{model_name}'; pass a checkpoint file"
+    )
 
 
 def head_module(model: nn.Module, num_classes: int | None = None) -> nn.Module:
@@ -125,8 +153,10 @@ def head_module(model: nn.Module, num_classes: int | None = None) -> nn.Module:
         if num_classes is None or size == num_classes:
             found = module
     if found is None:
-        raise ConfigError(f"cannot find the classifier head of {type(model).__name__}: no Linear or 1x1 Conv2d"
-                          + (f" with {num_classes} outputs" if num_classes is not None else ""))
+        raise ConfigError(
+            f"cannot find the classifier head of {type(model).__name__}: no Linear or 1x1 Conv2d"
+            + (f" with {num_classes} outputs" if num_classes is not None else "")
+        )
     return found
 
 
@@ -152,8 +182,11 @@ def freeze_bn_stats(model: nn.Module) -> int:
     count = 0
     for module in model.modules():
         params = list(module.parameters(recurse=False))
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and params and not any(
-                p.requires_grad for p in params):
+        if (
+            isinstance(module, nn.modules.batchnorm._BatchNorm)
+            and params
+            and not any(p.requires_grad for p in params)
+        ):
             module.eval()
             count += 1
     return count

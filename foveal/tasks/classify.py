@@ -17,7 +17,7 @@ from foveal.data.imageio import load_rgb
 from foveal.data.loading import load_classification
 from foveal.data.sample import Sample
 from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, batch_mixer, build_transforms, resolve_aug
-from foveal.errors import DataError
+from foveal.errors import DataError, check_choice
 from foveal.tasks.base import Task
 
 
@@ -50,6 +50,9 @@ class ClassifyTask(Task):
     # -- data ---------------------------------------------------------------------------------
     @classmethod
     def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+        from foveal.losses.focal import LOSS_NAMES
+
+        check_choice("classification loss", config.loss, ("auto", *LOSS_NAMES))
         data = load_classification(
             config.data,
             config.val,
