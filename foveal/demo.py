@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-CLASSIFY_DEFAULTS = {"n": 3000, "epochs": 10}
+CLASSIFY_DEFAULTS = {"n": 4000, "epochs": 12}
 
 
 def shapes_data(project: Path, fmt: str, n: int, imgsz: int, seed: int) -> Path:

@@ -145,7 +145,9 @@ def test_train_val_predict_from_the_cli(
         )
         == 0
     )
-    rows = json.loads(capsys.readouterr().out)
+    result = json.loads(capsys.readouterr().out)
+    rows = result["predictions"]
+    assert result["out"] == str(tmp_path / "p")
     assert rows and all(len(r["labels"]) == 1 for r in rows)
     assert (tmp_path / "p" / "predictions.csv").is_file()
     assert main(["val", "--weights", weights, "--data", str(shapes_folder), "--task", "segment"]) == 2

@@ -27,17 +27,19 @@ def run_val(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def run_predict(args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_predict(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
     from rich.table import Table
 
-    from foveal.engine.evaluation import predict
+    from foveal.engine.checkpoint import load
+    from foveal.engine.evaluation import predict, prediction_folder
 
+    loaded = load(args.weights, task=args.task)
+    out = prediction_folder(loaded) if args.out == "auto" else args.out
     rows = predict(
-        args.weights,
+        loaded,
         args.sources,
-        out=args.out,
-        task=args.task,
+        out=out,
         topk=args.topk,
         batch=args.batch,
         workers=args.workers,
@@ -56,7 +58,7 @@ def run_predict(args: argparse.Namespace) -> list[dict[str, Any]]:
         Console().print(table)
         if len(rows) > 50:
             print(f"... {len(rows) - 50} more")
-    return rows
+    return {"out": str(out), "predictions": rows}
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -39,6 +39,8 @@ class History(L.Callback):
             return
         row: dict[str, float] = {"epoch": trainer.current_epoch}
         for key, value in trainer.callback_metrics.items():
+            if key.startswith("lr-"):  # LearningRateMonitor's copies for the loggers; "lr" is below
+                continue
             number = float(value)
             if math.isfinite(number):
                 row[key] = number

@@ -12,7 +12,7 @@ from typing import Any
 from foveal.atomic import atomic_write_text
 from foveal.data.checks import drop_unreadable
 from foveal.data.sample import Sample
-from foveal.engine.checkpoint import load
+from foveal.engine.checkpoint import Loaded, load
 from foveal.engine.inference import expand_sources, run_model
 from foveal.serialize import dumps
 
@@ -20,7 +20,7 @@ log = logging.getLogger("foveal")
 
 
 def evaluate(
-    weights: str | Path,
+    weights: str | Path | Loaded,
     data: str | Path,
     *,
     split: str = "val",
@@ -32,11 +32,10 @@ def evaluate(
     on_bad_image: str = "error",
     plots: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Metrics of checkpoint ``weights`` on ``split`` of ``data`` (same keys as a run's metrics.json).
-
-    ``plots`` (a folder) also writes the task's evaluation plots there.
+    """Metrics of checkpoint ``weights`` (a path, or a model from :func:`foveal.load`) on ``split`` of
+    ``data`` (same keys as a run's metrics.json). ``plots`` (a folder) also writes the task's plots.
     """
-    loaded = load(weights, task=task)
+    loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
     samples = drop_unreadable(loaded.task.load_eval_data(str(data), split, fmt), on_bad_image)
     kept, _ = run_model(loaded.task, loaded.model, samples, batch, workers, device)
     metrics = loaded.task.compute_metrics(kept)
@@ -46,7 +45,7 @@ def evaluate(
 
 
 def predict(
-    weights: str | Path,
+    weights: str | Path | Loaded,
     sources: Sequence[str] | str,
     *,
     out: str | Path | None = None,
@@ -58,17 +57,16 @@ def predict(
     on_bad_image: str = "error",
     render: bool = False,
 ) -> list[dict[str, Any]]:
-    """Predict every image in ``sources`` (files, folders, globs) with checkpoint ``weights``.
+    """Predict every image in ``sources`` (files, folders, globs) with checkpoint ``weights`` (a path, or
+    a model from :func:`foveal.load`, which saves re-loading it for every call).
 
     Returns one dict per image: {"path", **prediction}. With ``out``, writes ``predictions.json``,
     ``predictions.csv`` and (with ``render``) overlay PNGs into that folder; ``out="auto"`` picks a
     new folder ``runs/<task>/predict[-N]`` so earlier predictions are never overwritten.
     """
-    loaded = load(weights, task=task)
+    loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
     if out == "auto":
-        from foveal.engine.rundir import new_run_dir
-
-        out = new_run_dir(Path("runs") / loaded.task.name, "predict")
+        out = prediction_folder(loaded)
     paths = expand_sources([sources] if isinstance(sources, str) else list(sources))
     samples = drop_unreadable([Sample(str(p)) for p in paths], on_bad_image)
     _, predictions = run_model(
@@ -86,6 +84,13 @@ def predict(
                 image = loaded.task.render(load_rgb(sample.path), prediction)
                 image.save(Path(out) / "overlays" / f"{i:05d}_{Path(sample.path).stem}.png")
     return rows
+
+
+def prediction_folder(loaded: Loaded) -> Path:
+    """A new folder ``runs/<task>/predict[-N]`` (earlier predictions are never overwritten)."""
+    from foveal.engine.rundir import new_run_dir
+
+    return new_run_dir(Path("runs") / loaded.task.name, "predict")
 
 
 def _write_predictions(out: Path, rows: list[dict[str, Any]]) -> None:

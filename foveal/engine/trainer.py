@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -29,6 +30,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*number of training batches.*")
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
 
 def accelerator_for(device: str) -> str:
@@ -39,9 +41,12 @@ def accelerator_for(device: str) -> str:
 
 
 def build_trainer(
-    config: TrainConfig, task: Task, run_dir: Path, history: History, max_epochs: int | None = None
+    config: TrainConfig, task: Task, run_dir: Path, history: History, **overrides: Any
 ) -> L.Trainer:
-    """A Trainer that checkpoints best/last into ``run_dir/checkpoints`` and logs to ``run_dir/logs``."""
+    """A Trainer that checkpoints best/last into ``run_dir/checkpoints`` and logs to ``run_dir/logs``.
+
+    ``overrides`` are further ``lightning.Trainer`` arguments (e.g. ``max_steps``, ``limit_val_batches``).
+    """
     quiet_lightning()
     monitor = f"val/{task.monitor}"
     callbacks: list[L.Callback] = [
@@ -76,7 +81,7 @@ def build_trainer(
     precision = "16-mixed" if config.amp and on_cuda else "32-true"
     return L.Trainer(
         default_root_dir=run_dir,
-        max_epochs=max_epochs or config.epochs,
+        max_epochs=config.epochs,
         accelerator=accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
@@ -94,4 +99,5 @@ def build_trainer(
         log_every_n_steps=10,
         num_sanity_val_steps=0,
         deterministic=False,
+        **overrides,
     )
