@@ -121,12 +121,15 @@ def test_train_val_predict_from_the_cli(
                 "--json",
                 "--workers",
                 "0",
+                "--plots",
+                str(tmp_path / "val_plots"),
             ]
         )
         == 0
     )
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["split"] == "test" and metrics["n"] == 32
+    assert {Path(p).name for p in metrics["plots"]} == {"confusion_matrix.png", "roc.png", "pr.png"}
     assert (
         main(
             [

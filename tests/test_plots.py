@@ -10,6 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
+from foveal import atomic
 from foveal.report import plots
 
 
@@ -102,7 +103,7 @@ def test_overwrite_goes_through_a_temp_file_in_the_same_folder(tmp_path: Path, m
         assert Path(dst).read_bytes() == b"old contents"  # the old file is intact until the swap
         real_replace(src, dst)
 
-    monkeypatch.setattr(plots.os, "replace", recording_replace)
+    monkeypatch.setattr(atomic.os, "replace", recording_replace)
     plots.plot_lr_find([1e-4, 1e-3, 1e-2], [1.0, 0.5, 2.0], 1e-3, out)
     ((src, dst),) = calls
     assert dst == out and src.parent == out.parent and src != out
@@ -113,8 +114,8 @@ def test_failed_render_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path, mon
     out = tmp_path / "cm.png"
     out.write_bytes(b"old contents")
 
-    def failing_savefig(self, *args, **kwargs):
-        Path(args[0]).write_bytes(b"partial")
+    def failing_savefig(self, handle, *args, **kwargs):
+        handle.write(b"partial")
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(Figure, "savefig", failing_savefig)

@@ -8,10 +8,7 @@ the same folder, then ``os.replace``), so a reader never sees a half-written PNG
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from foveal.atomic import atomic_write
 from foveal.errors import check_choice
 from foveal.metrics.classification import KINDS, confusion_matrix_normalised
 
@@ -231,16 +229,6 @@ def _finish(ax: Axes, xlabel: str, ylabel: str, title: str, legend: bool = True,
 
 
 def _save(fig: Figure, out: str | Path) -> Path:
-    """Render ``fig`` to PNG at ``out`` atomically (temporary file in the same folder + os.replace)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Render ``fig`` to PNG at ``out`` atomically (temporary file in the same folder, then rename)."""
     FigureCanvasAgg(fig)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return out
+    return atomic_write(out, lambda handle: fig.savefig(handle, format="png", dpi=DPI))
