@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     on_bad_image: str = "error"
     model: str | None = None
+    model_options: dict = field(default_factory=dict)  # builder keyword arguments, e.g. {width: 16}
     pretrained: str | None = None
     freeze: str | None = None
     unfreeze_at: int | None = None

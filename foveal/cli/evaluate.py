@@ -32,33 +32,42 @@ def run_predict(args: argparse.Namespace) -> dict[str, Any]:
     from rich.table import Table
 
     from foveal.engine.checkpoint import load
-    from foveal.engine.evaluation import predict, prediction_folder
+    from foveal.engine.evaluation import json_rows, predict, prediction_folder
 
     loaded = load(args.weights, task=args.task)
     out = prediction_folder(loaded) if args.out == "auto" else args.out
+    options = (
+        {"topk": args.topk}
+        if loaded.task.name == "classify"
+        else {
+            "instances": args.instances,
+            "min_size": args.min_size,
+            "fill_holes": args.fill_holes,
+            "open_radius": args.open_radius,
+            "close_radius": args.close_radius,
+        }
+    )
     rows = predict(
         loaded,
         args.sources,
         out=out,
-        topk=args.topk,
         batch=args.batch,
         workers=args.workers,
         device=args.device,
         on_bad_image=args.on_bad_image,
         render=args.render,
+        **options,
     )
     if not args.json:
-        table = Table(title=f"predictions ({len(rows)} images)")
+        table = Table(title=f"predictions ({len(rows)} images) in {out}")
         table.add_column("image")
-        table.add_column("top classes (probability)")
+        table.add_column("prediction")
         for row in rows[:50]:
-            table.add_row(
-                row["path"], ", ".join(f"{n} {s:.3f}" for n, s in zip(row["labels"], row["scores"]))
-            )
+            table.add_row(row["path"], row["summary"])
         Console().print(table)
         if len(rows) > 50:
             print(f"... {len(rows) - 50} more")
-    return {"out": str(out), "predictions": rows}
+    return {"out": str(out), "predictions": json_rows(rows)}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -85,6 +94,11 @@ def add_parsers(commands: Any) -> None:
     p.add_argument(
         "--out", default="auto", help="folder for predictions.json/.csv (a new runs/<task>/predict-N)"
     )
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=int, default=5, help="classify: classes per image")
     p.add_argument("--render", action="store_true", help="also write overlay PNGs")
+    p.add_argument("--instances", action="store_true", help="segment: count instances (watershed)")
+    p.add_argument("--min-size", type=int, default=0, help="segment: drop components below N pixels")
+    p.add_argument("--fill-holes", action="store_true", help="segment: fill enclosed holes")
+    p.add_argument("--open-radius", type=int, default=0, help="segment: morphological opening radius")
+    p.add_argument("--close-radius", type=int, default=0, help="segment: morphological closing radius")
     p.set_defaults(func=run_predict)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
 class Sample:
     """One image and its targets.
 
-    ``label`` is a class index (binary/multiclass classification) or a list of class
-    indices (multilabel). Later tasks add boxes (xyxy, absolute pixels), masks and keypoints.
+    - ``label``: a class index (binary/multiclass classification) or a list of class indices
+      (multilabel).
+    - ``mask``: path of a semantic mask file (segmentation), decoded by the dataset's mask reader.
+    - ``objects``: per-object annotations in COCO form (``category_id``, ``bbox`` xywh pixels,
+      ``segmentation`` polygons or RLE, ``iscrowd``, ``keypoints``), for formats that carry them.
     """
 
     path: str
     label: int | list[int] | None = None
+    mask: str | None = None
+    objects: list[dict[str, Any]] | None = None

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from foveal.atomic import atomic_write_text
 from foveal.data.checks import drop_unreadable
 from foveal.data.sample import Sample
@@ -37,10 +39,10 @@ def evaluate(
     """
     loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
     samples = drop_unreadable(loaded.task.load_eval_data(str(data), split, fmt), on_bad_image)
-    kept, _ = run_model(loaded.task, loaded.model, samples, batch, workers, device)
+    kept, predictions = run_model(loaded.task, loaded.model, samples, batch, workers, device)
     metrics = loaded.task.compute_metrics(kept)
     if plots is not None:
-        metrics["plots"] = loaded.task.plots(kept, metrics, str(plots))
+        metrics["plots"] = loaded.task.plots(kept, metrics, str(plots), samples, predictions)
     return {**metrics, "split": split, "weights": str(loaded.path)}
 
 
@@ -50,19 +52,22 @@ def predict(
     *,
     out: str | Path | None = None,
     task: str | None = None,
-    topk: int = 5,
     batch: int = 64,
     workers: int | None = None,
     device: str = "auto",
     on_bad_image: str = "error",
     render: bool = False,
+    **options: Any,
 ) -> list[dict[str, Any]]:
     """Predict every image in ``sources`` (files, folders, globs) with checkpoint ``weights`` (a path, or
     a model from :func:`foveal.load`, which saves re-loading it for every call).
 
-    Returns one dict per image: {"path", **prediction}. With ``out``, writes ``predictions.json``,
-    ``predictions.csv`` and (with ``render``) overlay PNGs into that folder; ``out="auto"`` picks a
-    new folder ``runs/<task>/predict[-N]`` so earlier predictions are never overwritten.
+    ``options`` go to the task's post-processing (classify: ``topk``; segment: ``instances``,
+    ``min_size``, ``fill_holes``, ``open_radius``, ``close_radius``). Returns one dict per image:
+    {"path", **prediction} (segmentation rows carry the class mask as a numpy array under "mask").
+    With ``out``, writes ``predictions.json`` and ``predictions.csv`` (arrays left out) and the
+    task's per-image files (segment: mask and overlay PNGs; ``render``: overlays for every task)
+    into that folder; ``out="auto"`` picks a new folder ``runs/<task>/predict[-N]``.
     """
     loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
     if out == "auto":
@@ -70,19 +75,19 @@ def predict(
     paths = expand_sources([sources] if isinstance(sources, str) else list(sources))
     samples = drop_unreadable([Sample(str(p)) for p in paths], on_bad_image)
     _, predictions = run_model(
-        loaded.task, loaded.model, samples, batch, workers, device, keep=False, topk=topk
+        loaded.task, loaded.model, samples, batch, workers, device, keep=False, **options
     )
-    rows = [{"path": s.path, **p.to_dict()} for s, p in zip(samples, predictions)]
+    rows = []
+    for i, (sample, prediction) in enumerate(zip(samples, predictions)):
+        prediction = loaded.task.finalize(prediction, sample)
+        row = {"path": sample.path, **prediction.to_dict(), "summary": prediction.summary()}
+        if out is not None:
+            stem = f"{i:05d}_{Path(sample.path).stem}"
+            row.update(loaded.task.save_prediction(prediction, sample, Path(out), stem, render))
+        rows.append(row)
     if out is not None:
         _write_predictions(Path(out), rows)
         log.info("predictions written to %s (predictions.json, predictions.csv)", out)
-        if render:
-            from foveal.data.imageio import load_rgb
-
-            (Path(out) / "overlays").mkdir(exist_ok=True)
-            for i, (sample, prediction) in enumerate(zip(samples, predictions)):
-                image = loaded.task.render(load_rgb(sample.path), prediction)
-                image.save(Path(out) / "overlays" / f"{i:05d}_{Path(sample.path).stem}.png")
     return rows
 
 
@@ -93,18 +98,27 @@ def prediction_folder(loaded: Loaded) -> Path:
     return new_run_dir(Path("runs") / loaded.task.name, "predict")
 
 
+def json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows without their array values (masks), for JSON and CSV output."""
+    return [{k: v for k, v in row.items() if not isinstance(v, np.ndarray)} for row in rows]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ";".join(f"{v:.6f}" if isinstance(v, float) else str(v) for v in value)
+    if isinstance(value, dict):
+        return dumps(value)
+    return f"{value:.6f}" if isinstance(value, float) else str(value)
+
+
 def _write_predictions(out: Path, rows: list[dict[str, Any]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    rows = json_rows(rows)
     atomic_write_text(out / "predictions.json", dumps(rows, indent=1))
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["path", "labels", "scores"])
+    writer.writerow(columns)
     for row in rows:
-        writer.writerow(
-            [
-                row["path"],
-                ";".join(row.get("labels", [])),
-                ";".join(f"{s:.6f}" for s in row.get("scores", [])),
-            ]
-        )
+        writer.writerow([_cell(row.get(column, "")) for column in columns])
     atomic_write_text(out / "predictions.csv", buffer.getvalue())

@@ -78,6 +78,7 @@ def _prepare(cfg: TrainConfig) -> tuple[Task, dict[str, list[Sample]], TrainConf
 
         cfg = replace(cfg, model=default_model(cfg.task, cfg.imgsz))
     meta["model"] = cfg.model
+    meta["model_options"] = dict(cfg.model_options)
     splits = {name: drop_unreadable(samples, cfg.on_bad_image) for name, samples in splits.items() if samples}
     return task_cls(meta), splits, cfg
 
@@ -175,10 +176,14 @@ def _finish(
     plots = [str(p) for p in plot_history(history.rows, run_dir / "plots")]
     for split in ("val", "test"):
         if splits.get(split):
-            kept, _ = run_model(loaded.task, loaded.model, splits[split], cfg.batch, cfg.workers, cfg.device)
+            kept, predictions = run_model(
+                loaded.task, loaded.model, splits[split], cfg.batch, cfg.workers, cfg.device
+            )
             results[split] = loaded.task.compute_metrics(kept)
             if split == "val":
-                plots += loaded.task.plots(kept, results[split], str(run_dir / "plots"))
+                plots += loaded.task.plots(
+                    kept, results[split], str(run_dir / "plots"), splits[split], predictions
+                )
     metrics = {
         **results.get("val", {}),
         "split": "val",

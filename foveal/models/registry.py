@@ -3,8 +3,10 @@
 Names:
 - own names (no prefix), e.g. ``smallresnet``: builders registered with :func:`register` by the module
   that defines them (``foveal.models.small`` for classification; task modules add theirs);
-- ``tv:<name>``: a torchvision classification model, e.g. ``tv:resnet18``;
-- ``timm:<name>``: any timm model, e.g. ``timm:efficientnet_b0``.
+- ``tv:<name>``: a torchvision model of the task: classification (``tv:resnet18``) or segmentation
+  (``tv:deeplabv3_resnet50``);
+- ``timm:<name>``: any timm model (classify), e.g. ``timm:efficientnet_b0``;
+- ``smp:<arch>[:<encoder>]``: a segmentation_models_pytorch model (segment), e.g. ``smp:unet:resnet34``.
 All are built with random weights (nothing downloads); see ``foveal.models.weights`` for pretrained ones.
 """
 
@@ -20,13 +22,14 @@ from torch import nn
 from foveal.errors import ConfigError, check_choice, did_you_mean
 
 TASKS = ("classify", "segment", "detect", "instance", "pose", "generate", "restore")
-PREFIXES = ("tv", "timm")
+PREFIXES = ("tv", "timm", "smp")
+_PREFIX_TASKS = {"tv": ("classify", "segment"), "timm": ("classify",), "smp": ("segment",)}
 
 Builder = Callable[..., nn.Module]
 
 # Modules whose import registers own builders (with @register); imported on the first registry lookup.
 # A task module that defines its own models adds its module name here.
-PROVIDERS = ("foveal.models.small",)
+PROVIDERS = ("foveal.models.small", "foveal.models.segmentation")
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,36 @@ def _load_providers() -> None:
             importlib.import_module(module)
 
 
-def _tv_names() -> list[str]:
+def _tv_names(task: str = "classify") -> list[str]:
+    """torchvision's builders of ``task``: classification or segmentation (none for other tasks)."""
     import torchvision
 
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    modules = {"classify": torchvision.models, "segment": torchvision.models.segmentation}
+    return sorted(torchvision.models.list_models(module=modules[task])) if task in modules else []
+
+
+def _smp_rows(pattern: str | None) -> list[tuple[str, str, str]]:
+    """``smp:<arch>`` rows; ``smp:<arch>:<encoder>`` rows too when ``pattern`` names an encoder."""
+    from foveal.models.segmentation import SMP_ARCHS, SMP_DEFAULT_ENCODER, smp_encoders
+
+    encoders = smp_encoders()
+    rows = [
+        (
+            f"smp:{a}",
+            "segment",
+            f"smp {a}, {SMP_DEFAULT_ENCODER} encoder (smp:{a}:<encoder>: {len(encoders)} encoders)",
+        )
+        for a in SMP_ARCHS
+        if _matches(f"smp:{a}", pattern)
+    ]
+    if pattern is not None and ":" in _split(pattern)[1]:
+        rows += [
+            (f"smp:{a}:{e}", "segment", f"smp {a}, {e} encoder")
+            for a in SMP_ARCHS
+            for e in encoders
+            if _matches(f"smp:{a}:{e}", pattern)
+        ]
+    return rows
 
 
 def _timm_names(pattern: str = "") -> list[str]:
@@ -96,8 +125,8 @@ def _split(name: str) -> tuple[str, str]:
     return (prefix, rest) if sep else ("", name)
 
 
-def _prefix_names(prefix: str) -> list[str]:
-    return [f"{prefix}:{n}" for n in (_tv_names() if prefix == "tv" else _timm_names())]
+def _prefix_names(prefix: str, task: str = "classify") -> list[str]:
+    return [f"{prefix}:{n}" for n in (_tv_names(task) if prefix == "tv" else _timm_names())]
 
 
 def _unknown(name: str, task: str, choices: list[str]) -> ConfigError:
@@ -123,15 +152,19 @@ def check_model_name(name: str, task: str = "classify") -> tuple[str, str]:
     if prefix not in PREFIXES:
         raise ConfigError(
             f"unknown model prefix '{prefix}:' in '{name}'{did_you_mean(prefix, PREFIXES)}; "
-            f"use tv:<name>, timm:<name> or an own name"
+            f"use tv:<name>, timm:<name>, smp:<arch>[:<encoder>] or an own name"
         )
-    if task != "classify":
+    if task not in _PREFIX_TASKS[prefix]:
         raise ConfigError(
-            f"'{name}': {prefix}: models are classifiers; for task {task} choose one of "
-            f"`foveal models --task {task}`"
+            f"'{name}': {prefix}: models are for task {' or '.join(_PREFIX_TASKS[prefix])}; for task "
+            f"{task} choose one of `foveal models --task {task}`"
         )
-    if prefix == "tv" and bare not in _tv_names():
-        raise _unknown(name, task, _prefix_names("tv"))
+    if prefix == "tv" and bare not in _tv_names(task):
+        raise _unknown(name, task, _prefix_names("tv", task))
+    if prefix == "smp":
+        from foveal.models.segmentation import parse_smp_name
+
+        parse_smp_name(bare)
     if prefix == "timm":
         import timm
 
@@ -144,13 +177,20 @@ def build_model(name: str, num_classes: int, task: str = "classify", **kwargs) -
     """Build model ``name`` for ``task`` with random weights and ``num_classes`` outputs.
 
     Classification models map (B, 3, H, W) float images to (B, num_classes) logits (a plain Tensor,
-    also in training). ``kwargs`` go to the builder (e.g. ``width=16`` for ``smallresnet``,
+    also in training); segmentation models map them to (B, num_classes, H, W) logits for any H, W
+    (see ``foveal.models.segmentation``). ``kwargs`` go to the builder (e.g. ``width=16`` for ``smallresnet``,
     ``drop_rate=0.1`` for timm). Unknown names raise ConfigError with close matches.
     """
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     prefix, bare = check_model_name(name, task)
     try:
+        if task == "segment" and prefix in ("tv", "smp"):
+            from foveal.models import segmentation
+
+            return (segmentation.build_tv if prefix == "tv" else segmentation.build_smp)(
+                bare, num_classes, **kwargs
+            )
         if prefix == "tv":
             import torchvision
 
@@ -180,8 +220,9 @@ def list_models(task: str | None = None, pattern: str | None = None) -> list[tup
     """Models the registry can build, as (name, task, description) rows, own names first.
 
     ``task`` filters by task; ``pattern`` is an fnmatch pattern (``resnet*``, ``tv:vit*``,
-    ``timm:efficientnet*``) matched against the full name or the name without prefix. timm's
-    ~1,300 names are listed only when a pattern is given; otherwise one row counts them.
+    ``timm:efficientnet*``, ``smp:unet:*``) matched against the full name or the name without prefix.
+    timm's ~1,300 names are listed only when a pattern is given; otherwise one row counts them. smp
+    models are listed per architecture; with an encoder in the pattern (``smp:fpn:res*``) per encoder.
     """
     if task is not None:
         check_choice("task", task, TASKS)
@@ -191,13 +232,18 @@ def list_models(task: str | None = None, pattern: str | None = None) -> list[tup
         for (t, n), e in sorted(_OWN.items(), key=lambda kv: kv[0][1])
         if (task is None or t == task) and _matches(n, pattern)
     ]
+    prefix = _split(pattern)[0] if pattern else ""
+    for tv_task in ("classify", "segment"):
+        if task in (None, tv_task) and prefix in ("", "tv"):
+            rows += [
+                (f"tv:{n}", tv_task, f"torchvision {n}")
+                for n in _tv_names(tv_task)
+                if _matches(f"tv:{n}", pattern)
+            ]
+    if task in (None, "segment") and prefix in ("", "smp"):
+        rows += _smp_rows(pattern)
     if task not in (None, "classify"):
         return rows
-    prefix = _split(pattern)[0] if pattern else ""
-    if prefix in ("", "tv"):
-        rows += [
-            (f"tv:{n}", "classify", f"torchvision {n}") for n in _tv_names() if _matches(f"tv:{n}", pattern)
-        ]
     if pattern is None:
         rows.append(
             (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -16,6 +17,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from foveal.config import TrainConfig
+from foveal.data.imageio import load_rgb
 from foveal.data.sample import Sample
 
 
@@ -76,14 +78,40 @@ class Task(ABC):
     def compute_metrics(self, kept: dict[str, Tensor]) -> dict[str, Any]:
         """Exact metrics over a whole split from the concatenated ``step_outputs``."""
 
-    def plots(self, kept: dict[str, Tensor], metrics: dict[str, Any], out_dir: str) -> list[str]:
-        """Write the task's evaluation plots (PNG) into ``out_dir``; return their paths."""
+    def plots(
+        self,
+        kept: dict[str, Tensor],
+        metrics: dict[str, Any],
+        out_dir: str,
+        samples: Sequence[Sample] = (),
+        predictions: Sequence[Any] = (),
+    ) -> list[str]:
+        """Write the task's evaluation plots (PNG) into ``out_dir``; return their paths.
+
+        ``samples`` and their ``predictions`` (from ``postprocess``) allow example grids.
+        """
         return []
 
     # -- prediction ---------------------------------------------------------------------------
     @abstractmethod
     def postprocess(self, outputs: Any, **options: Any) -> list[Any]:
         """Raw model outputs for a batch -> one JSON-serialisable prediction per image."""
+
+    def finalize(self, prediction: Any, sample: Sample) -> Any:
+        """Map a prediction made at model input size back to ``sample``'s image (e.g. resize a mask)."""
+        return prediction
+
+    def save_prediction(
+        self, prediction: Any, sample: Sample, out_dir: Path, stem: str, render: bool
+    ) -> dict:
+        """Write per-image prediction files into ``out_dir`` (an overlay when ``render``); return
+        {column: file path} entries for the predictions table."""
+        if not render:
+            return {}
+        path = out_dir / "overlays" / f"{stem}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.render(load_rgb(sample.path), prediction).save(path)
+        return {"overlay": str(path)}
 
     @abstractmethod
     def render(self, image: Image.Image, prediction: Any) -> Image.Image:

@@ -33,6 +33,9 @@ class ClassPrediction:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> str:
+        return ", ".join(f"{n} {s:.3f}" for n, s in zip(self.labels, self.scores)) or "(no label)"
+
 
 class ClassifyTask(Task):
     name = "classify"
@@ -125,7 +128,9 @@ class ClassifyTask(Task):
     def build_model(self) -> nn.Module:
         from foveal.models.registry import build_model
 
-        return build_model(self.meta["model"], len(self.class_names), task=self.name)
+        return build_model(
+            self.meta["model"], len(self.class_names), task=self.name, **self.meta.get("model_options", {})
+        )
 
     def _loss_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
         if not hasattr(self, "_loss"):
@@ -166,7 +171,7 @@ class ClassifyTask(Task):
             threshold=threshold,
         )
 
-    def plots(self, kept: dict[str, Tensor], metrics: dict[str, Any], out_dir: str) -> list[str]:
+    def plots(self, kept: dict[str, Tensor], metrics: dict[str, Any], out_dir: str, *_: Any) -> list[str]:
         from foveal.report.plots import plot_confusion_matrix, plot_pr, plot_roc
 
         out = Path(out_dir)
