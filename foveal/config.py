@@ -11,7 +11,7 @@ import yaml
 
 from foveal.errors import ConfigError, check_choice, did_you_mean
 
-TASKS = ("classify",)
+TASKS = ("classify", "segment")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 

@@ -82,9 +82,9 @@ def test_perfect_prediction_gives_zero_loss(binary: bool) -> None:
         targets[targets == 2] = 1  # class 2 absent from the target and (almost) from the prediction
         safe = targets.clamp(max=2)
         logits = F.one_hot(safe, 3).permute(0, 3, 1, 2).double() * 60.0
-    loss = build_segmentation_loss(
-        "ce+dice+jaccard+focal", binary=binary, num_classes=2 if binary else 3
-    )(logits, targets)
+    loss = build_segmentation_loss("ce+dice+jaccard+focal", binary=binary, num_classes=2 if binary else 3)(
+        logits, targets
+    )
     for name, value in loss.items():
         assert value.item() == pytest.approx(0.0, abs=1e-6), name
 
@@ -132,7 +132,8 @@ def test_ce_term_matches_torch_references() -> None:
     got = build_segmentation_loss("ce", binary=True, num_classes=2)(logits, targets)
     assert got["ce"].item() == pytest.approx(bce.mean().item(), rel=1e-9)
     pixel_w = torch.tensor([0.25, 4.0], dtype=torch.float64)[targets[valid]]
-    weighted = build_segmentation_loss("ce", binary=True, num_classes=2, class_weights=torch.tensor([0.25, 4.0]))
+    weights = torch.tensor([0.25, 4.0])
+    weighted = build_segmentation_loss("ce", binary=True, num_classes=2, class_weights=weights)
     expected = (bce * pixel_w).sum() / pixel_w.sum()
     assert weighted(logits, targets)["ce"].item() == pytest.approx(expected.item(), rel=1e-6)
 
@@ -159,6 +160,16 @@ def test_gradients_flow_through_every_term(binary: bool) -> None:
     )
     out["loss"].backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_half_precision_logits_are_scored_in_float32() -> None:
+    logits, targets = _batch(False, seed=11, h=32, w=32)
+    half = logits.to(torch.bfloat16)
+    loss_fn = build_segmentation_loss("ce+dice+jaccard", binary=False, num_classes=3)
+    out = loss_fn(half, targets)
+    reference = loss_fn(half.float(), targets)
+    for name, value in out.items():
+        assert value.dtype == torch.float32 and value.item() == reference[name].item(), name
 
 
 def test_all_pixels_ignored_gives_zero_not_nan() -> None:
@@ -196,6 +207,7 @@ def test_bad_inputs_raise() -> None:
 
 def test_loss_is_picklable() -> None:
     logits, targets = _batch(False, seed=10)
-    loss_fn = build_segmentation_loss("ce+0.3*jaccard", binary=False, num_classes=3, class_weights=torch.ones(3))
+    weights = torch.ones(3)
+    loss_fn = build_segmentation_loss("ce+0.3*jaccard", binary=False, num_classes=3, class_weights=weights)
     clone = pickle.loads(pickle.dumps(loss_fn))
     assert clone(logits, targets)["loss"].item() == loss_fn(logits, targets)["loss"].item()

@@ -103,6 +103,8 @@ def test_remove_small_components_keeps_50px_drops_5px() -> None:
     mask[20, 20:25] = True  # 5 px
     out = remove_small_components(mask, min_size=10)
     np.testing.assert_array_equal(out, mask & (np.arange(30) < 15)[:, None])
+    assert remove_small_components(mask, min_size=50).sum() == 50  # exactly min_size is kept
+    assert remove_small_components(mask, min_size=51).sum() == 0
     # diagonal neighbours join with connectivity 2 but not 1
     diag = np.zeros((10, 10), dtype=bool)
     diag[np.arange(6), np.arange(6)] = True
@@ -178,6 +180,8 @@ def test_bad_shapes_and_dtypes_raise_config_error() -> None:
         watershed_instances(np.zeros((2, 5, 5), dtype=bool))
     with pytest.raises(ConfigError, match="float32"):
         dilate(np.zeros((5, 5), dtype=np.float32))
+    with pytest.raises(ConfigError, match="instances_per_class"):
+        watershed_instances(np.zeros((5, 5), dtype=np.int64))
     with pytest.raises(ConfigError, match="connectivity=3"):
         connected_instances(np.zeros((5, 5), dtype=bool), connectivity=3)
 
@@ -191,6 +195,19 @@ def test_overlapping_discs_split_by_watershed_only() -> None:
     np.testing.assert_array_equal(labels > 0, mask)
     assert labels[20, 18] != labels[20, 32]
     assert {labels[20, 10], labels[20, 40]} == {labels[20, 18], labels[20, 32]}
+
+
+def test_watershed_does_not_cut_bars_or_necks() -> None:
+    mask = np.zeros((40, 80), dtype=bool)
+    mask[2:4, 2:70] = True  # 2-px bar: one flat ridge
+    mask[10:20, 5:45] = True  # rectangle: one flat ridge
+    assert watershed_instances(mask).max() == 2
+    dumbbell = np.zeros((40, 80), dtype=bool)
+    dumbbell[5:25, 5:25] = True
+    dumbbell[5:25, 45:65] = True
+    dumbbell[13:17, 25:45] = True  # long thin neck: not an object of its own
+    labels = watershed_instances(dumbbell)
+    assert labels.max() == 2 and labels[15, 10] != labels[15, 55]
 
 
 def test_separate_blobs_and_empty_mask() -> None:

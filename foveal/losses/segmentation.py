@@ -3,7 +3,8 @@
 Every loss takes ``(logits, targets)``: logits (B, C, H, W); targets (B, H, W) int64 class indices.
 Multiclass models have C = number of classes (softmax); binary models have C = 1 (sigmoid of the
 foreground, class 1; class 0 is background). Pixels whose target is ``ignore_index`` are skipped by
-every term: their logits change neither the loss nor its gradient.
+every term: their logits change neither the loss nor its gradient. Half-precision logits (mixed
+precision) are scored in float32.
 
 Soft Dice and Jaccard sum over the batch and the pixels per class (not per image), then average
 the per-class losses. A class absent from both the target and the prediction has zero numerator
@@ -115,6 +116,7 @@ class SegmentationLoss(nn.Module):
         if logits.ndim != 4 or logits.shape[1] != channels:
             raise ValueError(f"logits must have shape (B, {channels}, H, W), got {tuple(logits.shape)}")
         _check_targets(logits, targets, self.binary, self.ignore_index)
+        logits = _full_precision(logits)
         out: dict[str, Tensor] = {}
         total = logits.new_zeros(())
         for name, weight in self.terms:
@@ -133,7 +135,7 @@ class SegmentationLoss(nn.Module):
         valid = targets != self.ignore_index
         if not bool(valid.any()):
             return logits.sum() * 0.0
-        weights = None if self.class_weights is None else self.class_weights.to(logits.dtype)
+        weights = None if self.class_weights is None else self.class_weights.to(logits.device, logits.dtype)
         if name == "ce" and not self.binary:
             return F.cross_entropy(logits, targets, weight=weights, ignore_index=self.ignore_index)
         # Flatten to the non-ignored pixels: (N, C) logits and (N,) targets.
@@ -151,7 +153,9 @@ class SegmentationLoss(nn.Module):
             return losses.mean()
         pixel_weights = weights[flat_targets]
         if name == "ce":
-            return (losses * pixel_weights).sum() / pixel_weights.sum().clamp_min(torch.finfo(logits.dtype).tiny)
+            return (losses * pixel_weights).sum() / pixel_weights.sum().clamp_min(
+                torch.finfo(logits.dtype).tiny
+            )
         return (losses * pixel_weights).mean()
 
 
@@ -185,7 +189,9 @@ def parse_loss_spec(spec: str) -> list[tuple[str, float]]:
     for part in spec.split("+"):
         part = part.strip().lower()
         if not part:
-            raise ConfigError(f"empty term in segmentation loss '{spec}'; write e.g. 'ce+dice' or '0.5*ce+dice'")
+            raise ConfigError(
+                f"empty term in segmentation loss '{spec}'; write e.g. 'ce+dice' or '0.5*ce+dice'"
+            )
         weight_text, star, name = part.rpartition("*")
         name = name.strip()
         weight = 1.0
@@ -233,6 +239,7 @@ def _soft_sums(logits: Tensor, targets: Tensor, binary: bool, ignore_index: int)
             f"got {logits.shape[1]} channels with binary={binary}"
         )
     _check_targets(logits, targets, binary, ignore_index)
+    logits = _full_precision(logits)
     valid = (targets != ignore_index).unsqueeze(1).to(logits.dtype)
     safe = targets.masked_fill(targets == ignore_index, 0)
     if binary:
@@ -245,6 +252,11 @@ def _soft_sums(logits: Tensor, targets: Tensor, binary: bool, ignore_index: int)
     onehot = onehot * valid
     dims = (0, 2, 3)
     return (probs * onehot).sum(dims), probs.pow(2).sum(dims), onehot.sum(dims)  # onehot**2 == onehot
+
+
+def _full_precision(logits: Tensor) -> Tensor:
+    """float16/bfloat16 logits (mixed precision) as float32: sums over millions of pixels need it."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
 def _class_mean(per_class: Tensor, class_weights: Tensor | None, binary: bool) -> Tensor:

@@ -33,7 +33,9 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_inde
     and ValueError for such a prediction.
     """
     if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     valid = target != ignore_index
     target = target[valid].long()
     pred = pred[valid].long()
@@ -101,7 +103,9 @@ def mean_over_present(values: Sequence[float | None]) -> float | None:
 
 
 def _ratios(numerator: np.ndarray, denominator: np.ndarray) -> list[float | None]:
-    return [_num(a / b) if b > 0 else None for a, b in zip(numerator.tolist(), denominator.tolist(), strict=True)]
+    return [
+        _num(a / b) if b > 0 else None for a, b in zip(numerator.tolist(), denominator.tolist(), strict=True)
+    ]
 
 
 def _num(value: float) -> float:

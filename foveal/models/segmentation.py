@@ -13,7 +13,8 @@ pretrained weights or ``--freeze backbone`` concern) and ``.head`` (the class-co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,8 @@ SMP_ARCHS = (
     "upernet",
     "segformer",
 )
+# smp decoders that down-sample the encoder output further: PAN's feature pyramid attention pools 3x by 2.
+_SMP_EXTRA_STRIDE = {"pan": 8}
 # torchvision segmentation models by backbone: output stride, the input multiple that aligns every map.
 _TV_PARTS = {"resnet": 8, "mobilenet_v3": 16}
 
@@ -222,9 +225,8 @@ class GCN(nn.Module):
         import timm
 
         if not timm.is_model(backbone):
-            raise ConfigError(
-                f"unknown gcn backbone '{backbone}'{did_you_mean(backbone, timm.list_models())}; use a timm model name"
-            )
+            hint = did_you_mean(backbone, timm.list_models())
+            raise ConfigError(f"unknown gcn backbone '{backbone}'{hint}; use a timm model name")
         try:
             self.backbone = timm.create_model(
                 backbone, features_only=True, pretrained=False, out_indices=(-4, -3, -2, -1)
@@ -274,7 +276,7 @@ def smp_encoders() -> list[str]:
 
 
 def parse_smp_name(bare: str) -> tuple[str, str]:
-    """'Unet' -> ('unet', 'resnet18'), 'fpn:resnet34' -> ('fpn', 'resnet34'); else ConfigError (close matches)."""
+    """'Unet' -> ('unet', 'resnet18'), 'fpn:resnet34' -> ('fpn', 'resnet34'); else ConfigError."""
     arch, _, encoder = bare.partition(":")
     arch, encoder = arch.lower(), encoder or SMP_DEFAULT_ENCODER
     if arch not in SMP_ARCHS:
@@ -296,19 +298,32 @@ def parse_smp_name(bare: str) -> tuple[str, str]:
     return arch, encoder
 
 
+def _check_options(name: str, builder: Callable, options: dict) -> None:
+    """Raise ConfigError for options that ``builder`` would silently swallow in its ``**kwargs``."""
+    params = inspect.signature(builder).parameters
+    known = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    for option in options:
+        if option not in known:
+            raise ConfigError(f"model '{name}' does not take option '{option}'{did_you_mean(option, known)}")
+
+
 def build_smp(bare: str, num_classes: int, **options) -> PadToMultiple:
     """smp model ``<arch>[:<encoder>]`` with random weights (``encoder_weights=None``); options go to smp."""
     import segmentation_models_pytorch as smp
 
     arch, encoder = parse_smp_name(bare)
+    if not encoder.startswith("tu-"):  # smp passes unknown options to timm encoders only, else ignores them
+        _check_options(f"smp:{bare}", smp.MODEL_ARCHITECTURES_MAPPING[arch], options)
     model = smp.create_model(arch, encoder_name=encoder, encoder_weights=None, classes=num_classes, **options)
-    return PadToMultiple(model, model.encoder.output_stride, head="segmentation_head", backbone="encoder")
+    multiple = model.encoder.output_stride * _SMP_EXTRA_STRIDE.get(arch, 1)
+    return PadToMultiple(model, multiple, head="segmentation_head", backbone="encoder")
 
 
 def build_tv(bare: str, num_classes: int, **options) -> PadToMultiple:
     """torchvision segmentation model ``bare`` with random weights, no aux head; returns Tensor logits."""
     import torchvision
 
+    _check_options(f"tv:{bare}", torchvision.models.get_model_builder(bare), options)
     options = {"aux_loss": False, **options}
     model = torchvision.models.get_model(
         bare, weights=None, weights_backbone=None, num_classes=num_classes, **options

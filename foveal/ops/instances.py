@@ -42,12 +42,15 @@ def watershed_instances(
 
     Markers are the peaks of the Euclidean distance transform, at least ``min_distance`` pixels apart
     (searched in a ``footprint`` x ``footprint`` window; default ``2 * min_distance + 1``) and found per
-    connected component, so every component gets at least one. Peaks on one flat ridge (the plateau
-    along the middle of a bar or rectangle) share a marker, so straight-sided objects are not cut up.
-    The watershed of ``-distance`` restricted to the mask then grows the markers into instances.
+    connected component, so every component gets at least one (its deepest point). Only peaks on a
+    regional maximum count (so a long thin neck between two blobs is no object of its own), and peaks
+    on one flat ridge (the plateau along the middle of a bar or rectangle) share a marker, so
+    straight-sided objects are not cut up. The watershed of ``-distance`` restricted to the mask then
+    grows the markers into instances.
     """
     from scipy import ndimage
     from skimage.feature import peak_local_max
+    from skimage.morphology import local_maxima
     from skimage.segmentation import watershed
 
     binary = _binary(mask)
@@ -68,8 +71,10 @@ def watershed_instances(
         labels=components,
         exclude_border=False,
     )
-    plateaus, _ = ndimage.label(binary & (distance == ndimage.maximum_filter(distance, size=3)), structure)
-    _, marker_ids = np.unique(plateaus[tuple(peaks.T)], return_inverse=True)
+    plateaus, _ = ndimage.label(binary & local_maxima(distance, connectivity=connectivity), structure)
+    plateau_ids = plateaus[tuple(peaks.T)]
+    peaks = peaks[plateau_ids > 0]
+    _, marker_ids = np.unique(plateau_ids[plateau_ids > 0], return_inverse=True)
     markers = np.zeros(binary.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = marker_ids.reshape(-1) + 1
     return watershed(-distance, markers, mask=binary, connectivity=connectivity).astype(np.int32)

@@ -123,7 +123,7 @@ def plot_segmentation_grid(
 
     ``images``: (H, W, 3) uint8; ``targets`` and ``predictions``: (H, W) class maps of the same size.
     ``colours`` defaults to :func:`class_colours`; the legend lists the classes shown in the masks
-    (and "ignored" when a target has ignored pixels).
+    except the untinted background (and "ignored" when a target has ignored pixels).
     """
     if not images or not len(images) == len(targets) == len(predictions):
         raise ValueError(
@@ -140,7 +140,11 @@ def plot_segmentation_grid(
     shown: set[int] = set()
     for row, (image, target, prediction) in enumerate(zip(images, targets, predictions, strict=True)):
         target, prediction = np.asarray(target), np.asarray(prediction)
-        panels = (image, overlay(image, target, colours, ignore_index=ignore_index), overlay(image, prediction, colours, ignore_index=ignore_index))
+        panels = (
+            image,
+            overlay(image, target, colours, ignore_index=ignore_index),
+            overlay(image, prediction, colours, ignore_index=ignore_index),
+        )
         for ax, panel, title in zip(axes[row], panels, ("image", "target", "prediction"), strict=True):
             ax.imshow(panel, interpolation="nearest")
             ax.set_axis_off()
@@ -151,7 +155,7 @@ def plot_segmentation_grid(
     handles = [
         Patch(facecolor=np.asarray(colours[c]) / 255.0, edgecolor="black", label=class_names[c])
         for c in sorted(shown)
-        if c != ignore_index
+        if c not in (0, ignore_index)  # background is not tinted by the overlay
     ]
     if ignore_index in shown:
         handles.append(Patch(facecolor="white", edgecolor="black", label="ignored"))

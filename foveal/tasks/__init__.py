@@ -7,12 +7,16 @@ from foveal.tasks.base import Task
 
 
 def task_names() -> list[str]:
-    return ["classify"]
+    return ["classify", "segment"]
 
 
 def get_task(name: str) -> type[Task]:
     """The Task class for ``name`` (imported lazily); unknown names suggest close matches."""
     check_choice("task", name, task_names())
+    if name == "segment":
+        from foveal.tasks.segment import SegmentTask
+
+        return SegmentTask
     from foveal.tasks.classify import ClassifyTask
 
-    return {"classify": ClassifyTask}[name]
+    return ClassifyTask

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -65,6 +66,22 @@ class MaskSpec:
                 "choose an ignore index >= the number of classes"
             )
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON- and checkpoint-safe dict (colours as lists, category ids as string keys)."""
+        return {
+            "class_names": list(self.class_names),
+            "colours": None if self.colours is None else [list(c) for c in self.colours],
+            "ignore_index": self.ignore_index,
+            "category_to_index": None
+            if self.category_to_index is None
+            else {str(k): v for k, v in self.category_to_index.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MaskSpec:
+        """The spec that ``to_dict`` wrote."""
+        return cls(**data)
+
 
 def _colour(value: object, path: Path, name: str) -> Colour:
     ok = isinstance(value, (list, tuple)) and len(value) == 3
@@ -90,7 +107,7 @@ def _yaml_entries(path: Path) -> list[tuple[str, Colour | None]]:
     if isinstance(doc, dict):
         return [(str(name), _colour(colour, path, str(name))) for name, colour in doc.items()]
     if not isinstance(doc, list):
-        doc = [doc]
+        doc = [] if doc is None else [doc]
     entries: list[tuple[str, Colour | None]] = []
     for item in doc:
         if isinstance(item, str):
@@ -206,7 +223,8 @@ def decode_mask(
     height, width = raw.shape[:2]
     if size is not None and (width, height) != tuple(size):
         raise DataError(
-            f"{path}: mask is {width}x{height} pixels but its image {image or ''} is {size[0]}x{size[1]}; "
+            f"{path}: mask is {width}x{height} pixels but its image{' ' + image if image else ''} is "
+            f"{size[0]}x{size[1]}; "
             "resize the mask (nearest neighbour) or pair it with the right image"
         )
     if raw.ndim == 3:
@@ -256,7 +274,7 @@ def infer_spec(masks: Sequence[str], root: Path, ignore_index: int = 255, worker
     _, palette_image = _open_mask(masks[0])
     colours = None
     if palette_image is not None:
-        palette = palette_image.convert("RGB").getpalette() or []
+        palette = palette_image.getpalette() or []
         palette = palette + [0] * max(0, 3 * len(names) - len(palette))
         colours = [tuple(palette[3 * i : 3 * i + 3]) for i in range(len(names))]
         colours = colours if len(set(colours)) == len(colours) else None
@@ -316,7 +334,8 @@ def read_mask_folder(
     splits: dict[str, list[Sample]] = {}
     missing: list[Path] = []
     orphans: list[Path] = []
-    all_masks: list[str] = []
+    all_masks: list[str] = []  # the masks of the images kept
+    found_any = False
     for split, (image_dir, mask_dir) in _split_dirs(root).items():
         images = _by_stem(image_dir, "images")
         if not images:
@@ -324,16 +343,17 @@ def read_mask_folder(
                 f"{image_dir}: no images found; add the images (png, jpg, ...) or remove the folder"
             )
         masks = _by_stem(mask_dir, "masks")
-        all_masks.extend(str(p) for p in masks.values())
+        found_any = found_any or bool(masks)
+        all_masks.extend(str(path) for key, path in masks.items() if key in images)
         missing.extend(path for key, path in images.items() if key not in masks)
         orphans.extend(path for key, path in masks.items() if key not in images)
         splits[split] = [
             Sample(str(path), mask=str(masks[key])) for key, path in images.items() if key in masks
         ]
-    if not all_masks:
+    if not found_any:
         raise DataError(
-            f"{root}: no masks found; add one mask per image in a masks/ folder beside images/ "
-            "(same file name, .png)"
+            f"{missing[0]}: no mask for this image, nor for any other in {root}; add one mask per image "
+            "in a masks/ folder beside images/ (same file name, .png)"
         )
     total = sum(len(s) for s in splits.values()) + len(missing)
     if missing and on_bad_image == "error":
@@ -342,6 +362,8 @@ def read_mask_folder(
             f"{missing[0]}: no mask with this file name in the masks folder{more}; add the mask, "
             "or pass --on-bad-image skip"
         )
+    if not all_masks:
+        raise DataError(f"{root}: no image has a mask; give masks the file names of their images")
     if missing:
         _warn_paths("skipped %d image(s) without a mask of %d: %s%s", missing, total)
     if orphans:
@@ -350,43 +372,3 @@ def read_mask_folder(
         class_file = find_class_file(root)
         class_spec = read_class_file(class_file) if class_file else infer_spec(all_masks, root)
     return splits, class_spec
-
-
-def _mask_problem(sample: Sample, spec: MaskSpec) -> str | None:
-    if sample.mask is None:
-        return None
-    try:
-        with Image.open(sample.path) as image:
-            size = image.size
-    except (UnidentifiedImageError, OSError) as err:
-        return f"{sample.path}: not a readable image ({err}); replace or remove it"
-    try:
-        decode_mask(sample.mask, spec, size, image=sample.path)
-    except DataError as err:
-        return str(err)
-    return None
-
-
-def check_masks(
-    samples: Sequence[Sample], spec: MaskSpec, on_bad_image: str = "error", workers: int = 4
-) -> list[Sample]:
-    """Decode every mask once against its image's size: raise on the first bad one, or skip bad ones.
-
-    With ``on_bad_image="skip"`` one warning states the count and the first few paths. Samples
-    without a mask file (e.g. COCO) pass unchecked.
-    """
-    check_choice("--on-bad-image value", on_bad_image, ON_BAD_IMAGE)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        problems = list(pool.map(lambda s: _mask_problem(s, spec), samples))
-    bad = [(s, p) for s, p in zip(samples, problems) if p is not None]
-    if not bad:
-        return list(samples)
-    if on_bad_image == "error":
-        more = f" (and {len(bad) - 1} more bad masks)" if len(bad) > 1 else ""
-        raise DataError(f"{bad[0][1]}, or pass --on-bad-image skip{more}")
-    _warn_paths(
-        "skipped %d image(s) with a bad mask of %d: %s%s",
-        [Path(s.mask or s.path) for s, _ in bad],
-        len(samples),
-    )
-    return [s for s, p in zip(samples, problems) if p is None]

@@ -1,0 +1,299 @@
+"""Semantic segmentation: binary (one foreground class, sigmoid) or multiclass (softmax) class maps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torchvision import tv_tensors
+
+from foveal.config import TrainConfig
+from foveal.data.imageio import load_rgb
+from foveal.data.sample import Sample
+from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, resolve_aug
+from foveal.errors import ConfigError, DataError
+from foveal.tasks.base import Task
+
+
+@dataclass
+class MaskPrediction:
+    """One image's segmentation: ``mask`` (H, W) uint8 class indices at the image's size, pixel
+    ``areas`` per class name, and ``instances`` per class name when instance counting was asked for."""
+
+    mask: np.ndarray
+    class_names: list[str]
+    instances: dict[str, int] | None = None
+    areas: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        counts = np.bincount(self.mask.ravel(), minlength=len(self.class_names))
+        self.areas = {name: int(counts[i]) for i, name in enumerate(self.class_names)}
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"mask": self.mask, "areas": self.areas}
+        if self.instances is not None:
+            row["instances"] = self.instances
+        return row
+
+    def summary(self) -> str:
+        parts = [f"{n} {a} px" for n, a in self.areas.items() if a and n != self.class_names[0]]
+        if self.instances:
+            parts.append("instances: " + ", ".join(f"{n} {c}" for n, c in self.instances.items()))
+        return ", ".join(parts) or "(background only)"
+
+
+class SegmentTask(Task):
+    name = "segment"
+    monitor = "miou"
+    mode = "max"
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.meta["class_names"]
+
+    @property
+    def binary(self) -> bool:
+        return self.meta["kind"] == "binary"
+
+    @property
+    def ignore_index(self) -> int:
+        return self.meta["ignore_index"]
+
+    # -- data ---------------------------------------------------------------------------------
+    @classmethod
+    def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+        from foveal.data.seg_loading import load_segmentation
+
+        aug = resolve_aug(config.aug)
+        if aug["auto_augment"] != "none":
+            raise ConfigError(
+                f"aug auto_augment={aug['auto_augment']} cannot transform masks; set "
+                "auto_augment: none for --task segment"
+            )
+        if aug["mixup"] or aug["cutmix"]:
+            raise ConfigError(
+                "MixUp/CutMix mix labels, not masks; set mixup: 0 and cutmix: 0 for --task segment"
+            )
+        splits, spec = load_segmentation(
+            config.data,
+            config.val,
+            fmt=config.format,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+            on_bad_image=config.on_bad_image,
+        )
+        from foveal.data.seg_loading import check_masks
+
+        splits = {name: check_masks(part, spec, config.on_bad_image) for name, part in splits.items()}
+        n = len(spec.class_names)
+        if config.kind not in ("auto", "binary", "multiclass"):
+            raise ConfigError(
+                f"--kind {config.kind} is not a segmentation kind; use auto, binary or multiclass"
+            )
+        if config.kind == "binary" and n != 2:
+            raise DataError(
+                f"{config.data}: --kind binary needs background + one class, found {n}: {spec.class_names}"
+            )
+        kind = config.kind if config.kind != "auto" else ("binary" if n == 2 else "multiclass")
+        meta = {
+            "task": cls.name,
+            "kind": kind,
+            "class_names": spec.class_names,
+            "ignore_index": spec.ignore_index,
+            "spec": spec.to_dict(),
+            "imgsz": config.imgsz,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "aug": aug,
+            "loss": "ce+dice" if config.loss == "auto" else config.loss,
+        }
+        return splits, meta
+
+    def load_eval_data(self, data: str, split: str, fmt: str = "auto") -> list[Sample]:
+        from foveal.data.seg_loading import load_segmentation
+
+        splits, _ = load_segmentation(data, fmt=fmt, class_spec=self._spec(), split_off_val=False)
+        if splits.get(split):
+            return splits[split]
+        present = [name for name, part in splits.items() if part]
+        if present == ["all"] and split == "val":
+            return splits["all"]
+        raise DataError(
+            f"{data}: no '{split}' split found (present: {', '.join(present) or 'none'}); "
+            "choose --split from those"
+        )
+
+    def _spec(self):
+        from foveal.data.formats.masks import MaskSpec
+
+        if not hasattr(self, "_mask_spec"):
+            self._mask_spec = MaskSpec.from_dict(self.meta["spec"])
+        return self._mask_spec
+
+    def transforms(self, split: str) -> Callable:
+        aug = self.meta["aug"] if split == "train" else None
+        return build_transforms(split, self.meta["imgsz"], aug, mean=self.meta["mean"], std=self.meta["std"])
+
+    def target(self, sample: Sample, size: tuple[int, int]) -> np.ndarray:
+        """The (H, W) int64 class map of ``sample`` (all ignore_index when it has no annotation)."""
+        from foveal.data.seg_loading import decode_target
+
+        if sample.mask is None and sample.objects is None:
+            return np.full((size[1], size[0]), self.ignore_index, dtype=np.int64)
+        return decode_target(sample, self._spec(), size)
+
+    def item(self, sample: Sample, transform: Callable) -> tuple[Tensor, Tensor]:
+        image = load_rgb(sample.path)
+        mask = tv_tensors.Mask(torch.from_numpy(self.target(sample, image.size)))
+        image, mask = transform(image, mask)
+        return image, mask.as_subclass(Tensor).long()
+
+    # -- model, loss, metrics -----------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        from foveal.models.registry import build_model
+
+        outputs = 1 if self.binary else len(self.class_names)
+        return build_model(self.meta["model"], outputs, task=self.name, **self.meta.get("model_options", {}))
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        if not hasattr(self, "_loss"):
+            from foveal.losses.segmentation import build_segmentation_loss
+
+            self._loss = build_segmentation_loss(
+                self.meta["loss"],
+                binary=self.binary,
+                num_classes=len(self.class_names),
+                ignore_index=self.ignore_index,
+            )
+        return self._loss(outputs, targets)
+
+    def class_map(self, logits: Tensor) -> Tensor:
+        """(B, C, H, W) logits -> (B, H, W) int64 class indices."""
+        if self.binary:
+            return (logits[:, 0] > 0).long()
+        return logits.argmax(dim=1)
+
+    def step_outputs(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        from foveal.metrics.segmentation import confusion_matrix
+
+        matrix = confusion_matrix(
+            self.class_map(outputs.detach()), targets, len(self.class_names), self.ignore_index
+        )
+        return {"confusion": matrix[None]}
+
+    def compute_metrics(self, kept: dict[str, Tensor]) -> dict[str, Any]:
+        from foveal.metrics.segmentation import segmentation_metrics
+
+        return segmentation_metrics(kept["confusion"].sum(dim=0), self.class_names)
+
+    def plots(
+        self,
+        kept: dict[str, Tensor],
+        metrics: dict[str, Any],
+        out_dir: str,
+        samples: Sequence[Sample] = (),
+        predictions: Sequence[Any] = (),
+    ) -> list[str]:
+        from foveal.report.plots import plot_confusion_matrix
+        from foveal.report.seg_plots import plot_per_class_iou, plot_segmentation_grid
+
+        out = Path(out_dir)
+        paths = [
+            plot_per_class_iou(metrics, out / "per_class_iou.png"),
+            plot_confusion_matrix(
+                metrics["confusion_matrix"], self.class_names, out / "confusion_matrix.png"
+            ),
+        ]
+        if samples and predictions:
+            images, targets, masks = [], [], []
+            for sample, prediction in list(zip(samples, predictions))[:8]:
+                image = load_rgb(sample.path)
+                size = prediction.mask.shape[::-1]
+                target = Image.fromarray(self.target(sample, image.size).astype(np.int32)).resize(
+                    size, Image.NEAREST
+                )
+                images.append(np.asarray(image.resize(size, Image.BILINEAR)))
+                targets.append(np.asarray(target).astype(np.int64))
+                masks.append(prediction.mask)
+            paths.append(
+                plot_segmentation_grid(
+                    images,
+                    targets,
+                    masks,
+                    self.class_names,
+                    out / "examples.png",
+                    ignore_index=self.ignore_index,
+                )
+            )
+        return [str(p) for p in paths]
+
+    # -- prediction ---------------------------------------------------------------------------
+    def postprocess(
+        self,
+        outputs: Tensor,
+        instances: bool = False,
+        min_size: int = 0,
+        fill_holes: bool = False,
+        open_radius: int = 0,
+        close_radius: int = 0,
+        **options: Any,
+    ) -> list[MaskPrediction]:
+        from foveal.ops.morphology import postprocess_mask
+
+        masks = self.class_map(outputs).cpu().numpy().astype(np.uint8)
+        predictions = []
+        for mask in masks:
+            if min_size or fill_holes or open_radius or close_radius:
+                mask = postprocess_mask(
+                    mask,
+                    open_radius=open_radius,
+                    close_radius=close_radius,
+                    fill=fill_holes,
+                    min_size=min_size,
+                ).astype(np.uint8)
+            counts = self._count_instances(mask) if instances else None
+            predictions.append(MaskPrediction(mask, self.class_names, counts))
+        return predictions
+
+    def _count_instances(self, mask: np.ndarray) -> dict[str, int]:
+        from foveal.ops.instances import count_instances
+
+        counts = count_instances(mask, len(self.class_names), method="watershed")
+        return {self.class_names[c]: int(n) for c, n in counts.items() if c != 0}
+
+    def finalize(self, prediction: MaskPrediction, sample: Sample) -> MaskPrediction:
+        with Image.open(sample.path) as image:
+            size = image.size
+        if prediction.mask.shape[::-1] == size:
+            return prediction
+        mask = np.asarray(Image.fromarray(prediction.mask).resize(size, Image.NEAREST))
+        return MaskPrediction(mask, prediction.class_names, prediction.instances)
+
+    def colours(self) -> list[tuple[int, int, int]]:
+        from foveal.report.seg_plots import class_colours
+
+        spec_colours = self.meta["spec"].get("colours")
+        return [tuple(c) for c in spec_colours] if spec_colours else class_colours(len(self.class_names))
+
+    def save_prediction(
+        self, prediction: MaskPrediction, sample: Sample, out_dir: Path, stem: str, render: bool
+    ) -> dict[str, str]:
+        from foveal.atomic import atomic_write
+
+        mask_path, overlay_path = out_dir / "masks" / f"{stem}.png", out_dir / "overlays" / f"{stem}.png"
+        mask_image = Image.fromarray(prediction.mask, mode="L")
+        atomic_write(mask_path, lambda handle: mask_image.save(handle, format="PNG"))
+        overlay = self.render(load_rgb(sample.path), prediction)
+        atomic_write(overlay_path, lambda handle: overlay.save(handle, format="PNG"))
+        return {"mask_png": str(mask_path), "overlay": str(overlay_path)}
+
+    def render(self, image: Image.Image, prediction: MaskPrediction) -> Image.Image:
+        from foveal.report.seg_plots import overlay
+
+        return Image.fromarray(overlay(np.asarray(image), prediction.mask, self.colours()))
