@@ -60,7 +60,12 @@ def test_wrapper_exposes_model_head_and_backbone() -> None:
         "smp:deeplabv3plus:resnet34": (smp.DeepLabV3Plus, 16, "segmentation_head", "encoder"),
         "smp:pan": (smp.PAN, 128, "segmentation_head", "encoder"),
         "tv:deeplabv3_resnet101": (torchvision.models.segmentation.DeepLabV3, 8, "classifier", "backbone"),
-        "tv:lraspp_mobilenet_v3_large": (torchvision.models.segmentation.LRASPP, 16, "classifier", "backbone"),
+        "tv:lraspp_mobilenet_v3_large": (
+            torchvision.models.segmentation.LRASPP,
+            16,
+            "classifier",
+            "backbone",
+        ),
     }
     for name, (kind, multiple, head, backbone) in cases.items():
         model = build_model(name, 3, task="segment")
