@@ -76,7 +76,7 @@ def run_demo(
     n: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
-    tasks: Sequence[str] = tuple(DEFAULTS),
+    tasks: Sequence[str] = ("classify",),
 ) -> dict[str, Any]:
     """Run the demo of each task in ``tasks``; print a summary table; return the summary rows."""
     from rich.console import Console

@@ -12,8 +12,8 @@ from foveal.errors import ConfigError
 from foveal.models.registry import build_model, default_model, list_models
 from foveal.models.segmentation import (
     SMP_ARCHS,
-    GCNBlock,
     BoundaryRefinement,
+    GCNBlock,
     PadToMultiple,
 )
 
@@ -209,19 +209,20 @@ def test_default_model_segment() -> None:
 
 
 def test_unet_overfits_a_batch_of_shapes_masks() -> None:
-    torch.set_num_threads(2)
-    scenes = list(generate(8, imgsz=32, seed=0))
+    scenes = list(generate(4, imgsz=48, seed=0))
     x = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 255
+    x = (x - 0.5) / 0.25
     y = torch.from_numpy(np.stack([s.semantic for s in scenes])).long()
     assert len(y.unique()) >= 4
     torch.manual_seed(0)
     model = build_model("unet", 5, task="segment", width=8, depth=3)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(60):
-        loss = nn.functional.cross_entropy(model((x - 0.5) / 0.25), y)
+        loss = nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    accuracy = (model.eval()((x - 0.5) / 0.25).argmax(1) == y).float().mean().item()
-    assert accuracy > 0.9
+    with torch.no_grad():
+        accuracy = (model.eval()(x).argmax(1) == y).float().mean().item()
+    assert accuracy > 0.9, accuracy
