@@ -11,7 +11,7 @@ import yaml
 
 from foveal.errors import ConfigError, check_choice, did_you_mean
 
-TASKS = ("classify", "segment")
+TASKS = ("classify", "segment", "detect", "instance", "pose")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 

@@ -1,4 +1,4 @@
-"""``foveal data synth|preview``."""
+"""``foveal data synth|preview|convert``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,21 @@ def run_preview(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": str(out)}
 
 
+def run_convert(args: argparse.Namespace) -> dict[str, Any]:
+    from foveal.data.convert import convert_dataset
+
+    out, data = convert_dataset(args.src, args.to, args.out, fmt=args.format, on_bad_image=args.on_bad_image)
+    summary = data.summary()
+    images = ", ".join(f"{n} {split}" for split, n in summary["images"].items())
+    print(f"converted {data.source} -> {args.to}: {images} images, {summary['objects']} objects, to {out}")
+    return {
+        "out": str(out),
+        "from": data.source,
+        "to": args.to,
+        **{k: summary[k] for k in ("images", "objects", "classes")},
+    }
+
+
 def add_parsers(commands: Any) -> None:
     data = commands.add_parser("data", help="dataset tools").add_subparsers(
         dest="data_command", required=True, metavar="ACTION"
@@ -31,7 +46,9 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--imgsz", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", default="imagefolder", help="imagefolder|csv|coco|yolo|masks")
+    p.add_argument(
+        "--format", default="imagefolder", help="imagefolder|csv|coco|yolo|yolo-seg|yolo-pose|masks"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_synth)
     p = data.add_parser("preview", help="a grid of augmented training samples")
@@ -43,3 +60,11 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_preview)
+    p = data.add_parser("convert", help="convert a detection dataset between COCO, YOLO and VOC")
+    p.add_argument("src", metavar="SRC", help="dataset folder (or COCO .json / YOLO .yaml file)")
+    p.add_argument("--to", required=True, choices=("coco", "yolo", "voc"), help="output format")
+    p.add_argument("--out", required=True, help="new or empty output folder")
+    p.add_argument("--format", default="auto", help="input format: auto|coco|yolo|voc (default auto)")
+    p.add_argument("--on-bad-image", default="error", help="error|skip: fail on bad input, or drop it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_convert)

@@ -9,7 +9,23 @@ from typing import Any
 def run_val(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.cli.show import print_metrics
     from foveal.engine.evaluation import evaluate
+    from foveal.errors import ConfigError
 
+    if args.predictions is not None:
+        from foveal.engine.results_eval import evaluate_results
+
+        if args.weights is not None:
+            raise ConfigError(
+                "pass either --weights (evaluate a model) or --predictions (a results file), not both"
+            )
+        metrics = evaluate_results(
+            args.data, args.predictions, task=args.task or "detect", split=args.split, fmt=args.format
+        )
+        if not args.json:
+            print_metrics(metrics, title=f"{args.predictions} on {args.data} ({args.split})")
+        return metrics
+    if args.weights is None:
+        raise ConfigError("foveal val needs --weights CKPT (or --predictions RESULTS.json for detection)")
     metrics = evaluate(
         args.weights,
         args.data,
@@ -36,17 +52,18 @@ def run_predict(args: argparse.Namespace) -> dict[str, Any]:
 
     loaded = load(args.weights, task=args.task)
     out = prediction_folder(loaded) if args.out == "auto" else args.out
-    options = (
-        {"topk": args.topk}
-        if loaded.task.name == "classify"
-        else {
+    if loaded.task.name == "classify":
+        options: dict[str, Any] = {"topk": args.topk}
+    elif loaded.task.name == "segment":
+        options = {
             "instances": args.instances,
             "min_size": args.min_size,
             "fill_holes": args.fill_holes,
             "open_radius": args.open_radius,
             "close_radius": args.close_radius,
         }
-    )
+    else:
+        options = {"conf": args.conf, "iou": args.iou, "max_det": args.max_det}
     rows = predict(
         loaded,
         args.sources,
@@ -70,8 +87,8 @@ def run_predict(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": str(out), "predictions": json_rows(rows)}
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="checkpoint (.ckpt) or run folder")
+def _common(p: argparse.ArgumentParser, weights_required: bool = True) -> None:
+    p.add_argument("--weights", required=weights_required, help="checkpoint (.ckpt) or run folder")
     p.add_argument("--task", default=None, help="expected task; fails if the checkpoint is of another")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=None)
@@ -82,8 +99,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(commands: Any) -> None:
     p = commands.add_parser("val", help="evaluate a checkpoint on labelled data")
-    _common(p)
+    _common(p, weights_required=False)
     p.add_argument("--data", required=True, help="dataset folder or CSV")
+    p.add_argument(
+        "--predictions", default=None, help="detect/instance/pose: evaluate this COCO results JSON instead"
+    )
     p.add_argument("--split", default="val", help="val | test | train")
     p.add_argument("--format", default="auto")
     p.add_argument("--plots", default=None, help="folder for evaluation plots")
@@ -101,4 +121,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--fill-holes", action="store_true", help="segment: fill enclosed holes")
     p.add_argument("--open-radius", type=int, default=0, help="segment: morphological opening radius")
     p.add_argument("--close-radius", type=int, default=0, help="segment: morphological closing radius")
+    p.add_argument("--conf", type=float, default=0.25, help="detect: minimum score")
+    p.add_argument("--iou", type=float, default=None, help="detect: extra class-aware NMS at this IoU")
+    p.add_argument("--max-det", type=int, default=300, help="detect: detections per image at most")
     p.set_defaults(func=run_predict)

@@ -19,10 +19,16 @@ def print_metrics(metrics: dict[str, Any], title: str = "metrics") -> None:
             table.add_row(key, f"{value:.4f}")
         elif isinstance(value, int) and not isinstance(value, bool):
             table.add_row(key, str(value))
+        elif value is None and key not in ("test", "plots"):
+            table.add_row(key, "-")
     console.print(table)
     per_class = metrics.get("per_class") or {}
+    # {class: {column: value}}, or {class: AP} (detection)
+    per_class = {k: v if isinstance(v, dict) else {"AP@[.50:.95]": v} for k, v in per_class.items()}
     if per_class:
-        columns = [c for c, v in next(iter(per_class.values())).items() if isinstance(v, (int, float))]
+        columns = [
+            c for c, v in next(iter(per_class.values())).items() if v is None or isinstance(v, (int, float))
+        ]
         classes = Table(title="per class")
         classes.add_column("class")
         for column in columns:

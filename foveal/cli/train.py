@@ -16,10 +16,10 @@ def _int_or_auto(value: str) -> int | str:
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """Every TrainConfig field as a flag; only flags given on the command line reach the config."""
     data = p.add_argument_group("data")
-    data.add_argument("--task", default=S, help="classify (default)")
+    data.add_argument("--task", default=S, help="classify (default) | segment | detect | instance | pose")
     data.add_argument("--data", default=S, help="dataset folder or CSV file")
     data.add_argument("--val", default=S, help="separate validation folder or CSV")
-    data.add_argument("--format", default=S, help="auto|imagefolder|csv")
+    data.add_argument("--format", default=S, help="auto|imagefolder|csv|masks|coco|yolo|voc")
     data.add_argument("--kind", default=S, help="auto|binary|multiclass|multilabel")
     data.add_argument("--val-fraction", type=float, default=S, help="held-out share when no val split (0.2)")
     data.add_argument("--on-bad-image", default=S, help="error (default) | skip: skip unreadable images")

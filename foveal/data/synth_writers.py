@@ -6,6 +6,10 @@ Layouts (``i`` is the scene index, six digits; images are RGB PNGs):
 - csv: ``images/<i>.png`` and ``labels.csv`` (``path,labels``; ``;``-separated class names present).
 - coco: ``images/{split}/<i>.png`` and ``annotations/instances_{split}.json`` (RLE masks, keypoints).
 - yolo: ``images/{split}/<i>.png``, ``labels/{split}/<i>.txt`` (``cls cx cy w h`` in [0, 1]), ``data.yaml``.
+- yolo-seg: as yolo, with polygon lines ``cls x1 y1 ... xn yn`` in [0, 1]: each object's mask outline
+  (``foveal.data.formats.yolo.mask_polygons``, parts joined), whose bounds are within half a pixel of its box.
+- yolo-pose: as yolo, each line followed by 4 keypoints ``px py v`` (``kpt_shape: [4, 3]``; classes with
+  fewer vertices padded with ``0 0 0``), plus ``kpt_names`` and ``skeleton`` (0-based) per class.
 - masks: ``{split}/images/<i>.png``, ``{split}/masks/<i>.png`` (mode "L" class map) and ``classes.txt``.
 
 The csv format holds every scene in one file (no split); the others split by seeded shuffle.
@@ -33,7 +37,7 @@ from foveal.data.synthetic import (
 )
 from foveal.errors import ConfigError, DataError, check_choice
 
-FORMATS = ("imagefolder", "csv", "coco", "yolo", "masks")
+FORMATS = ("imagefolder", "csv", "coco", "yolo", "yolo-seg", "yolo-pose", "masks")
 SPLITS = ("train", "val", "test")
 
 
@@ -112,6 +116,9 @@ def _write_masks(out: Path, items: Items, active: list[str]) -> None:
 
 
 def _write_coco(out: Path, items: Items, active: list[str]) -> None:
+    # No ``flip_idx``: keypoints are vertices ordered clockwise from the topmost, and a horizontal flip
+    # maps that order to no single fixed permutation (it depends on each shape's rotation), so any
+    # flip_idx would be wrong for some objects.
     categories = [
         {
             "id": c + 1,
@@ -138,22 +145,43 @@ def _write_coco(out: Path, items: Items, active: list[str]) -> None:
         (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
 
 
-def _write_yolo(out: Path, items: Items, active: list[str]) -> None:
+def _box_line(obj: ShapeObject, h: int, w: int) -> str:
+    x0, y0, x1, y1 = (float(v) for v in obj.box)
+    cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
+    return f"{obj.cls} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}"
+
+
+def _polygon_line(obj: ShapeObject, h: int, w: int) -> str:
+    from foveal.data.formats.yolo import join_polygons, mask_polygons
+
+    xy = join_polygons(mask_polygons(obj.mask)) / (w, h)
+    return f"{obj.cls} " + " ".join(f"{v:.6f}" for v in np.clip(xy, 0.0, 1.0).ravel())
+
+
+def _pose_line(obj: ShapeObject, h: int, w: int) -> str:
+    kps = np.zeros((MAX_KEYPOINTS, 3), dtype=np.float64)
+    kps[: len(obj.keypoints)] = obj.keypoints
+    points = " ".join(f"{x / w:.6f} {y / h:.6f} {int(v)}" for x, y, v in kps)
+    return f"{_box_line(obj, h, w)} {points}"
+
+
+def _write_yolo(out: Path, items: Items, active: list[str], kind: str = "detect") -> None:
+    line = {"detect": _box_line, "segment": _polygon_line, "pose": _pose_line}[kind]
     for split in active:
         (out / "images" / split).mkdir(parents=True)
         (out / "labels" / split).mkdir(parents=True)
     for i, scene, split in items:
         h, w = scene.semantic.shape
         _save(scene.image, out / "images" / split / f"{i:06d}.png")
-        lines = []
-        for obj in scene.objects:
-            x0, y0, x1, y1 = (float(v) for v in obj.box)
-            cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
-            lines.append(f"{obj.cls} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n")
+        lines = [line(obj, h, w) + "\n" for obj in scene.objects]
         (out / "labels" / split / f"{i:06d}.txt").write_text("".join(lines))
-    data = {"path": str(out.resolve())}
+    data: dict = {"path": str(out.resolve())}
     data.update({s: f"images/{s}" for s in active})
     data["names"] = dict(enumerate(CLASSES))
+    if kind == "pose":  # no flip_idx: see _write_coco
+        data["kpt_shape"] = [MAX_KEYPOINTS, 3]
+        data["kpt_names"] = {c: list(KEYPOINT_NAMES) for c in range(len(CLASSES))}
+        data["skeleton"] = {c: [list(edge) for edge in edges] for c, edges in enumerate(SKELETONS) if edges}
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -174,6 +202,8 @@ _WRITERS = {
     "csv": _write_csv,
     "coco": _write_coco,
     "yolo": _write_yolo,
+    "yolo-seg": lambda out, items, active: _write_yolo(out, items, active, "segment"),
+    "yolo-pose": lambda out, items, active: _write_yolo(out, items, active, "pose"),
     "masks": _write_masks,
 }
 

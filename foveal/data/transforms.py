@@ -25,13 +25,18 @@ cutout                 probability of erasing one rectangle of 2-20% of the imag
 channel_dropout        probability of zeroing one colour channel [0.1]
 auto_augment           none | autoaugment | randaugment | trivialaugment (torchvision policies)
                        [trivialaugment]; classification only: they reject masks and boxes
-mixup                  MixUp Beta(alpha, alpha) on whole batches; the value is alpha [0.2]
-cutmix                 CutMix Beta(alpha, alpha) on whole batches; the value is alpha [1.0]
+mixup                  classification: MixUp Beta(alpha, alpha) on whole batches, the value is alpha
+                       [0.2]; detection tasks: probability of blending an image with another one
+                       (ratio ~ Beta(32, 32)), keeping both images' objects
+cutmix                 CutMix Beta(alpha, alpha) on whole batches; the value is alpha [1.0];
+                       classification only
+mosaic                 detection tasks: probability of replacing an image by a 2 x 2 mosaic of four
+                       (see ``foveal.data.det_transforms``) [0.5]; ignored by other tasks
 =====================  ==========================================================================
 
 Presets: ``none`` = nothing; ``light`` = hflip + mild random_resized_crop + mild color_jitter;
-``medium`` = light + shift_scale_rotate + blur/noise + cutout; ``heavy`` = medium stronger +
-trivialaugment + channel_dropout + salt_pepper + mixup 0.2 / cutmix 1.0.
+``medium`` = light + shift_scale_rotate + blur/noise + cutout (+ mosaic 0.25 for detection); ``heavy`` =
+medium stronger + trivialaugment + channel_dropout + salt_pepper + mixup 0.2 / cutmix 1.0 (+ mosaic 0.5).
 
 Geometric transforms move ``tv_tensors.Mask`` (nearest neighbour), ``BoundingBoxes`` and ``KeyPoints``
 with the image; photometric ones leave them untouched. Detection pipelines still need
@@ -65,6 +70,7 @@ PROB_OPTIONS = (
     "salt_pepper",
     "cutout",
     "channel_dropout",
+    "mosaic",
 )
 ALPHA_OPTIONS = ("mixup", "cutmix")
 DICT_OPTIONS = {
@@ -86,6 +92,7 @@ OPTIONS = (
     "auto_augment",
     "mixup",
     "cutmix",
+    "mosaic",
 )
 
 # Value an option takes when set to True.
@@ -101,6 +108,7 @@ _ENABLED = {
     "auto_augment": "trivialaugment",
     "mixup": 0.2,
     "cutmix": 1.0,
+    "mosaic": 0.5,
     **DICT_OPTIONS,
 }
 
@@ -119,6 +127,7 @@ _MEDIUM = {
     "gaussian_blur": 0.1,
     "gaussian_noise": 0.1,
     "cutout": 0.25,
+    "mosaic": 0.25,
 }
 _HEAVY = {
     **_MEDIUM,
@@ -133,6 +142,7 @@ _HEAVY = {
     "auto_augment": "trivialaugment",
     "mixup": 0.2,
     "cutmix": 1.0,
+    "mosaic": 0.5,
 }
 _PRESET_VALUES = {"none": _OFF, "light": _LIGHT, "medium": _MEDIUM, "heavy": _HEAVY}
 

@@ -87,6 +87,7 @@ def predict(
         rows.append(row)
     if out is not None:
         _write_predictions(Path(out), rows)
+        loaded.task.write_predictions(rows, Path(out))
         log.info("predictions written to %s (predictions.json, predictions.csv)", out)
     return rows
 

@@ -24,6 +24,17 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def to_device(value: Any, device: torch.device) -> Any:
+    """Tensors, and tensors inside lists/tuples/dicts, moved to ``device``; other values unchanged."""
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: to_device(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(item, device) for item in value)
+    return value
+
+
 @torch.inference_mode()
 def run_model(
     task: Task,
@@ -45,11 +56,9 @@ def run_model(
     kept: list[dict[str, torch.Tensor]] = []
     predictions: list[Any] = []
     for images, targets in make_loader(task, samples, "val", batch, workers):
-        outputs = model(images.to(target))
+        outputs = task.forward(model, images.to(target))
         if keep:
-            kept.append(
-                task.step_outputs(outputs, targets.to(target) if torch.is_tensor(targets) else targets)
-            )
+            kept.append(task.step_outputs(outputs, to_device(targets, target)))
         predictions.extend(task.postprocess(outputs, **postprocess))
     merged = {k: torch.cat([part[k] for part in kept]).cpu() for k in kept[0]} if kept else {}
     return merged, predictions

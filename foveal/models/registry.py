@@ -3,8 +3,9 @@
 Names:
 - own names (no prefix), e.g. ``smallresnet``: builders registered with :func:`register` by the module
   that defines them (``foveal.models.small`` for classification; task modules add theirs);
-- ``tv:<name>``: a torchvision model of the task: classification (``tv:resnet18``) or segmentation
-  (``tv:deeplabv3_resnet50``);
+- ``tv:<name>``: a torchvision model of the task: classification (``tv:resnet18``), segmentation
+  (``tv:deeplabv3_resnet50``) or detection/instance/pose (``tv:fasterrcnn_mobilenet_v3_large_fpn``,
+  ``tv:maskrcnn_resnet50_fpn``, ``tv:keypointrcnn_resnet50_fpn``; see ``foveal.models.detection``);
 - ``timm:<name>``: any timm model (classify), e.g. ``timm:efficientnet_b0``;
 - ``smp:<arch>[:<encoder>]``: a segmentation_models_pytorch model (segment), e.g. ``smp:unet:resnet34``.
 All are built with random weights (nothing downloads); see ``foveal.models.weights`` for pretrained ones.
@@ -23,13 +24,22 @@ from foveal.errors import ConfigError, check_choice, did_you_mean
 
 TASKS = ("classify", "segment", "detect", "instance", "pose", "generate", "restore")
 PREFIXES = ("tv", "timm", "smp")
-_PREFIX_TASKS = {"tv": ("classify", "segment"), "timm": ("classify",), "smp": ("segment",)}
+_PREFIX_TASKS = {
+    "tv": ("classify", "segment", "detect", "instance", "pose"),
+    "timm": ("classify",),
+    "smp": ("segment",),
+}
 
 Builder = Callable[..., nn.Module]
 
 # Modules whose import registers own builders (with @register); imported on the first registry lookup.
 # A task module that defines its own models adds its module name here.
-PROVIDERS = ("foveal.models.small", "foveal.models.segmentation")
+PROVIDERS = (
+    "foveal.models.small",
+    "foveal.models.segmentation",
+    "foveal.models.centernet",
+    "foveal.models.detection",
+)
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,13 @@ def _load_providers() -> None:
 
 
 def _tv_names(task: str = "classify") -> list[str]:
-    """torchvision's builders of ``task``: classification or segmentation (none for other tasks)."""
+    """torchvision's builders of ``task``: classification, segmentation or detection (none for others)."""
     import torchvision
+
+    if task in ("detect", "instance", "pose"):
+        from foveal.models.detection import tv_detection_names
+
+        return tv_detection_names(task)
 
     modules = {"classify": torchvision.models, "segment": torchvision.models.segmentation}
     return sorted(torchvision.models.list_models(module=modules[task])) if task in modules else []
@@ -191,6 +206,10 @@ def build_model(name: str, num_classes: int, task: str = "classify", **kwargs) -
             return (segmentation.build_tv if prefix == "tv" else segmentation.build_smp)(
                 bare, num_classes, **kwargs
             )
+        if prefix == "tv" and task in ("detect", "instance", "pose"):
+            from foveal.models.detection import build_tv_detection
+
+            return build_tv_detection(bare, num_classes, **kwargs)
         if prefix == "tv":
             import torchvision
 
@@ -233,7 +252,7 @@ def list_models(task: str | None = None, pattern: str | None = None) -> list[tup
         if (task is None or t == task) and _matches(n, pattern)
     ]
     prefix = _split(pattern)[0] if pattern else ""
-    for tv_task in ("classify", "segment"):
+    for tv_task in ("classify", "segment", "detect", "instance", "pose"):
         if task in (None, tv_task) and prefix in ("", "tv"):
             rows += [
                 (f"tv:{n}", tv_task, f"torchvision {n}")

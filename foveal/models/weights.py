@@ -161,15 +161,24 @@ def head_module(model: nn.Module, num_classes: int | None = None) -> nn.Module:
 
 
 def set_backbone_frozen(model: nn.Module, frozen: bool) -> int:
-    """Set ``requires_grad = not frozen`` on every parameter outside :func:`head_module`.
+    """Set ``requires_grad = not frozen`` on the backbone: ``model.backbone`` where the model names one
+    (segmentation, detection and keypoint models: the decoder/heads keep training), else every
+    parameter outside :func:`head_module` (classifiers).
 
     Returns the number of parameter elements frozen afterwards (0 after unfreezing). Call
     :func:`freeze_bn_stats` after every ``model.train()`` to also keep BatchNorm statistics fixed.
     """
-    head = {id(p) for p in head_module(model).parameters()}
-    for param in model.parameters():
-        if id(param) not in head:
+    backbone = getattr(model, "backbone", None)
+    if isinstance(backbone, nn.Module):
+        for param in model.parameters():
+            param.requires_grad_(True)
+        for param in backbone.parameters():
             param.requires_grad_(not frozen)
+    else:
+        head = {id(p) for p in head_module(model).parameters()}
+        for param in model.parameters():
+            if id(param) not in head:
+                param.requires_grad_(not frozen)
     if frozen:
         freeze_bn_stats(model)
     return sum(p.numel() for p in model.parameters() if not p.requires_grad)

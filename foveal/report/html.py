@@ -30,9 +30,11 @@ def _scalar_table(metrics: dict[str, Any]) -> str:
     return "<table><tr><th>metric</th><th>value</th></tr>" + "".join(rows) + "</table>"
 
 
-def _per_class_table(per_class: dict[str, dict[str, Any]]) -> str:
+def _per_class_table(per_class: dict[str, Any], name: str = "value") -> str:
+    """Per-class rows: {class: {column: value}}, or {class: value} (one column called ``name``)."""
     if not per_class:
         return ""
+    per_class = {k: v if isinstance(v, dict) else {name: v} for k, v in per_class.items()}
     columns = list(next(iter(per_class.values())).keys())
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["class", *columns])
     body = "".join(
@@ -63,7 +65,7 @@ def write_report(
         f"<h1>{html.escape(task)} run: {html.escape(str(run_dir))}</h1>",
         "<h2>Validation (best checkpoint)</h2>",
         _scalar_table(metrics),
-        _per_class_table(metrics.get("per_class") or {}),
+        _per_class_table(metrics.get("per_class") or {}, "AP@[.50:.95]"),
         "<h2>Test</h2>" + _scalar_table(test) if isinstance(test, dict) else "",
         "<h2>Plots</h2>",
         images,

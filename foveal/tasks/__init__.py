@@ -5,18 +5,23 @@ from __future__ import annotations
 from foveal.errors import check_choice
 from foveal.tasks.base import Task
 
+TASK_CLASSES = {
+    "classify": ("foveal.tasks.classify", "ClassifyTask"),
+    "segment": ("foveal.tasks.segment", "SegmentTask"),
+    "detect": ("foveal.tasks.detect", "DetectTask"),
+    "instance": ("foveal.tasks.detect", "InstanceTask"),
+    "pose": ("foveal.tasks.detect", "PoseTask"),
+}
+
 
 def task_names() -> list[str]:
-    return ["classify", "segment"]
+    return list(TASK_CLASSES)
 
 
 def get_task(name: str) -> type[Task]:
     """The Task class for ``name`` (imported lazily); unknown names suggest close matches."""
+    import importlib
+
     check_choice("task", name, task_names())
-    if name == "segment":
-        from foveal.tasks.segment import SegmentTask
-
-        return SegmentTask
-    from foveal.tasks.classify import ClassifyTask
-
-    return ClassifyTask
+    module, cls = TASK_CLASSES[name]
+    return getattr(importlib.import_module(module), cls)

@@ -35,6 +35,11 @@ class Task(ABC):
     def __init__(self, meta: dict[str, Any]) -> None:
         self.meta = meta
 
+    @property
+    def channels_last(self) -> bool:
+        """Whether the engine may store the model channels-last (faster convolutions on CPU and GPU)."""
+        return True
+
     # -- data ---------------------------------------------------------------------------------
     @classmethod
     @abstractmethod
@@ -66,9 +71,14 @@ class Task(ABC):
     def build_model(self) -> nn.Module:
         """A fresh model for this task's meta."""
 
+    def forward(self, model: nn.Module, images: Tensor, targets: Any = None) -> Any:
+        """Run ``model`` on a (B, 3, H, W) batch. Models that compute their losses themselves in
+        training mode (torchvision detectors) also get ``targets``; the default ignores them."""
+        return model(images)
+
     @abstractmethod
     def loss(self, outputs: Any, targets: Any) -> dict[str, Tensor]:
-        """Loss terms; key 'loss' is the total that is minimised."""
+        """Loss terms; key 'loss' is the total that is minimised (validation may return no 'loss')."""
 
     @abstractmethod
     def step_outputs(self, outputs: Any, targets: Any) -> dict[str, Tensor]:
@@ -100,6 +110,10 @@ class Task(ABC):
     def finalize(self, prediction: Any, sample: Sample) -> Any:
         """Map a prediction made at model input size back to ``sample``'s image (e.g. resize a mask)."""
         return prediction
+
+    def write_predictions(self, rows: list[dict[str, Any]], out_dir: Path) -> list[str]:
+        """Write task-specific files over all predicted images (e.g. a COCO results file); return paths."""
+        return []
 
     def save_prediction(
         self, prediction: Any, sample: Sample, out_dir: Path, stem: str, render: bool

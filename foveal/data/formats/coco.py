@@ -5,6 +5,10 @@ Layouts (``find_coco``):
 - ``DIR/annotations.json`` with the images in ``DIR/images/`` (or beside the file): split ``all``;
 - ``DIR/annotations/instances_<split>.json`` with the images in ``DIR/<split>/``, ``DIR/images/<split>/``
   or ``DIR/images/``; ``<split>`` names starting with train/val/test (e.g. ``train2017``) give those splits.
+
+``read_coco`` keeps annotations as in the file (semantic segmentation); ``read_coco_detection`` checks
+them for detection (boxes clipped, bad annotations refused or skipped; see ``foveal.data.det_loading``)
+and ``write_coco`` writes ``DetectionData`` back in the layouts above.
 """
 
 from __future__ import annotations
@@ -18,8 +22,17 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from foveal.data.det_loading import (
+    Checks,
+    DetectionData,
+    normalise_categories,
+    place_image,
+    prepare_output,
+    unique_names,
+)
 from foveal.data.sample import Sample
 from foveal.errors import DataError
+from foveal.serialize import plain
 
 log = logging.getLogger("foveal")
 
@@ -144,6 +157,11 @@ def _object_mask(obj: dict[str, Any], height: int, width: int) -> np.ndarray | N
     return mask_utils.decode(rle).astype(bool)
 
 
+def object_mask(obj: dict[str, Any], height: int, width: int) -> np.ndarray | None:
+    """(H, W) bool mask of one annotation's polygons or RLE (pycocotools); None without a segmentation."""
+    return _object_mask(obj, height, width)
+
+
 def coco_semantic_mask(
     objects: list[dict[str, Any]],
     height: int,
@@ -173,4 +191,188 @@ def coco_semantic_mask(
                 f"{sorted(category_to_index)}; fix the annotation or add the category"
             )
         out[mask] = category_to_index[category]
+    return out
+
+
+# ---- detection: checked reading and writing ----
+
+
+def _image_entries(
+    doc: dict[str, Any], annotation: Path, image_dir: Path, checks: Checks
+) -> tuple[dict[Any, Sample], dict[str, tuple[int, int]], set[Any]]:
+    """Samples by image id, sizes by path, and the ids of images dropped (missing or unreadable)."""
+    samples: dict[Any, Sample] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    dropped: set[Any] = set()
+    for entry in doc["images"]:
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(ident, (int, str)) or isinstance(ident, bool) or "file_name" not in entry:
+            checks.bad(
+                "malformed image entries",
+                f"{annotation}: image entry {str(entry)[:80]} lacks an 'id' or a 'file_name'; fix the entry",
+            )
+            continue
+        if ident in samples or ident in dropped:
+            checks.bad(
+                "malformed image entries", f"{annotation}: image id {ident!r} is listed twice; keep one"
+            )
+            continue
+        path = image_dir / str(entry["file_name"])
+        if not path.is_file() and (image_dir / Path(str(entry["file_name"])).name).is_file():
+            path = image_dir / Path(str(entry["file_name"])).name
+        width, height = entry.get("width"), entry.get("height")
+        if not path.is_file():
+            checks.bad(
+                "missing image(s)",
+                f"{path}: image id {ident!r} listed in {annotation} not found; put it in {image_dir} "
+                "or fix its file_name",
+            )
+            size = None
+        elif isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+            size = (height, width)
+        else:  # no size in the file: read the image header
+            size = checks.size(path)
+        if size is None:
+            dropped.add(ident)
+            continue
+        samples[ident] = Sample(str(path), objects=[])
+        sizes[str(path)] = size
+    return samples, sizes, dropped
+
+
+def _read_split(
+    doc: dict[str, Any], annotation: Path, image_dir: Path, checks: Checks
+) -> tuple[list[Sample], dict[str, tuple[int, int]]]:
+    samples, sizes, dropped = _image_entries(doc, annotation, image_dir, checks)
+    annotations = doc.get("annotations") or []
+    if not isinstance(annotations, list):
+        raise DataError(f"{annotation}: 'annotations' is not a list; fix or re-export the file")
+    for ann in annotations:
+        ident = ann.get("id") if isinstance(ann, dict) else ann
+        if not isinstance(ann, dict) or "image_id" not in ann or "category_id" not in ann:
+            checks.bad(
+                "malformed annotation(s)",
+                f"{annotation}: annotation {str(ident)[:80]} lacks 'image_id' or 'category_id'; fix it",
+            )
+            continue
+        image_id = ann["image_id"]
+        if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
+            checks.bad(
+                "malformed annotation(s)",
+                f"{annotation}: annotation id {ident!r} has image_id {image_id!r}; use an image's id",
+            )
+            continue
+        if image_id in dropped:
+            continue
+        sample = samples.get(image_id)
+        if sample is None:
+            checks.bad(
+                "annotation(s) of image ids not in 'images'",
+                f"{annotation}: annotation id {ident!r} has image_id {image_id!r}, which is not in 'images'; "
+                "add the image entry or remove the annotation",
+            )
+            continue
+        obj = {key: value for key, value in ann.items() if key != "image_id"}
+        checked = checks.object(obj, sizes[sample.path], f"{annotation}: annotation id {ident!r}")
+        if checked is not None:
+            sample.objects.append(checked)  # type: ignore[union-attr]
+    return list(samples.values()), sizes
+
+
+def read_coco_detection(root: str | Path, checks: Checks | None = None) -> DetectionData:
+    """Read a COCO dataset (any ``find_coco`` layout, or one .json file) into checked ``DetectionData``.
+
+    One file is split 'all'; an ``annotations/instances_<split>.json`` file takes its images from the
+    folder the split layout gives (``<split>/``, ``images/<split>/`` or ``images/``).
+
+    Image sizes come from each entry's ``width``/``height`` (the image header when absent). Category
+    lists of several split files are merged by id (the same id must have the same name).
+    ``checks`` applies the bad-input policy (default: raise on the first problem).
+    """
+    root = Path(root)
+    checks = checks or Checks(root)
+    found = find_coco(root)
+    if root.is_file() and root.parent.name == "annotations" and root.stem.startswith("instances_"):
+        # one file of the split layout: its images are where find_coco would look for that split
+        name = root.stem.removeprefix("instances_")
+        top = root.parent.parent
+        folders = (top / name, top / "images" / name, top / "images")
+        found = {"all": (root, next((f for f in folders if f.is_dir()), found["all"][1]))}
+    if not found:
+        raise DataError(
+            f"{root}: no COCO annotation file found; expected annotations.json + images/ or "
+            "annotations/instances_<split>.json + images/<split>/"
+        )
+    docs = {split: _load_json(annotation) for split, (annotation, _) in found.items()}
+    merged: dict[int, dict[str, Any]] = {}
+    for split, doc in docs.items():
+        annotation = found[split][0]
+        for category in normalise_categories(doc.get("categories") or [], annotation):
+            known = merged.setdefault(category["id"], category)
+            if known["name"] != category["name"]:
+                raise DataError(
+                    f"{annotation}: category id {category['id']} is '{category['name']}' here but "
+                    f"'{known['name']}' in another annotation file; use one category list"
+                )
+    if not merged:
+        raise DataError(
+            f"{found[next(iter(found))][0]}: no 'categories' listed; add the categories (id, name)"
+        )
+    categories = [merged[key] for key in sorted(merged)]
+    checks.set_categories(categories)
+    splits: dict[str, list[Sample]] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    for split, (annotation, image_dir) in found.items():
+        splits[split], split_sizes = _read_split(docs[split], annotation, image_dir, checks)
+        sizes.update(split_sizes)
+    return checks.finish(splits, categories, sizes, "coco")
+
+
+_ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd", "segmentation", "keypoints")
+
+
+def _annotation(obj: dict[str, Any], ann_id: int, image_id: int) -> dict[str, Any]:
+    """One COCO annotation: the object's keys (known ones first), with these ids and ``num_keypoints``."""
+    ann: dict[str, Any] = {"id": ann_id, "image_id": image_id}
+    for key in (*_ANNOTATION_KEYS[2:], *obj):
+        if key in obj and key not in ann:
+            ann[key] = obj[key]
+    ann["bbox"] = [float(v) for v in ann["bbox"]]
+    ann.setdefault("iscrowd", 0)
+    if ann.get("keypoints") is not None and "num_keypoints" not in ann:
+        ann["num_keypoints"] = sum(1 for v in ann["keypoints"][2::3] if v > 0)
+    return ann
+
+
+def write_coco(out: str | Path, data: DetectionData) -> Path:
+    """Write ``data`` as COCO to the new or empty folder ``out``; returns ``out``.
+
+    Splits give ``annotations/instances_<split>.json`` + ``images/<split>/``; data with the one split
+    'all' gives ``annotations.json`` + ``images/``. Images are hard-linked (or copied) under their base
+    names (``_2``, ... added on a clash); image ids run from 1 over all splits; annotation ids are kept
+    when every object has a distinct integer ``id``, else numbered from 1.
+    """
+    ids = [obj.get("id") for part in data.splits.values() for s in part for obj in s.objects or []]
+    keep_ids = all(isinstance(i, int) and not isinstance(i, bool) for i in ids) and len(set(ids)) == len(ids)
+    out = prepare_output(out)
+    single = list(data.splits) == ["all"]
+    image_id = ann_id = 0
+    for split, samples in data.splits.items():
+        folder = out / "images" if single else out / "images" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        names = unique_names([s.path for s in samples])
+        doc: dict[str, Any] = {"images": [], "annotations": [], "categories": data.categories}
+        for sample in samples:
+            place_image(sample.path, folder / names[sample.path])
+            image_id += 1
+            height, width = data.sizes[sample.path]
+            doc["images"].append(
+                {"id": image_id, "file_name": names[sample.path], "width": width, "height": height}
+            )
+            for obj in sample.objects or []:
+                ann_id += 1
+                doc["annotations"].append(_annotation(obj, obj["id"] if keep_ids else ann_id, image_id))
+        target = out / "annotations.json" if single else out / "annotations" / f"instances_{split}.json"
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(json.dumps(plain(doc)))
     return out

@@ -1,0 +1,525 @@
+"""Object detection, instance segmentation and keypoint (pose) tasks on COCO / YOLO / VOC data.
+
+Internally an image's objects are ``boxes`` (N, 4) float xyxy absolute pixels, ``labels`` (N,) int64
+0-based class indices, ``iscrowd`` (N,), plus ``masks`` (N, H, W) uint8 (instance) and ``keypoints``
+(N, K, 3) x, y, visibility (pose). Models follow torchvision's detection convention (see
+``foveal.models.detection``). Metrics are COCO's (``foveal.metrics.detection``), computed on boxes and
+keypoints scaled back to each image's original size; instance masks are evaluated at the model's
+input size (``imgsz``), where they were predicted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from foveal.config import TrainConfig
+from foveal.data.imageio import load_rgb
+from foveal.data.sample import Sample
+from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resolve_aug
+from foveal.errors import ConfigError, DataError
+from foveal.tasks.base import Task
+
+Target = dict[str, Tensor]
+# Keypoint OKS sigma used when the dataset gives none (COCO's sigmas span 0.025-0.107; 0.05 is mid-range).
+DEFAULT_KPT_SIGMA = 0.05
+
+
+@dataclass
+class Detections:
+    """One image's detections: ``boxes`` (N, 4) float xyxy pixels, ``scores`` (N,), ``labels`` (N,)
+    class indices into ``class_names``; ``masks`` (N, H, W) bool and ``keypoints`` (N, K, 3) when the
+    task predicts them. Coordinates are in the image's pixels after :meth:`DetectTask.finalize`."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    masks: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "boxes": [[round(float(v), 2) for v in box] for box in self.boxes],
+            "scores": [round(float(s), 4) for s in self.scores],
+            "labels": [self.class_names[int(c)] for c in self.labels],
+            "count": len(self.boxes),
+        }
+        if self.masks is not None:
+            row["masks"] = self.masks
+        if self.keypoints is not None:
+            row["keypoints"] = [[[round(float(v), 2) for v in kp] for kp in obj] for obj in self.keypoints]
+        return row
+
+    def summary(self) -> str:
+        if not len(self.labels):
+            return "(nothing detected)"
+        counts: dict[str, int] = {}
+        for c in self.labels:
+            counts[self.class_names[int(c)]] = counts.get(self.class_names[int(c)], 0) + 1
+        return ", ".join(f"{n} {name}" for name, n in counts.items())
+
+
+class DetectTask(Task):
+    """Boxes: ``--task detect``."""
+
+    name = "detect"
+    monitor = "map"
+    mode = "max"
+    masks: ClassVar[bool] = False
+    keypoints: ClassVar[bool] = False
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.meta["class_names"]
+
+    @property
+    def channels_last(self) -> bool:
+        # torchvision's R-CNN heads .view() their feature maps, which fails on channels-last tensors
+        return self.meta["model"] == "centernet"
+
+    # -- data ---------------------------------------------------------------------------------
+    @classmethod
+    def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+        from foveal.data.det_loading import load_detection
+
+        aug = resolve_aug(config.aug)
+        data = load_detection(config.data, config.format, config.on_bad_image)
+        splits = {name: list(samples) for name, samples in data.splits.items()}
+        if config.val is not None:
+            val = load_detection(config.val, config.format, config.on_bad_image)
+            splits["val"] = [s for part in val.splits.values() for s in part]
+            _label_objects(splits["val"], val.categories, data.classes, config.val)
+        if "all" in splits:
+            splits.setdefault("train", []).extend(splits.pop("all"))
+        if not splits.get("train"):
+            raise DataError(f"{config.data}: no training images found; check the dataset layout")
+        if not splits.get("val"):
+            splits["train"], splits["val"] = _random_split(splits["train"], config.val_fraction, config.seed)
+        for name, part in splits.items():
+            if name != "val" or config.val is None:
+                _label_objects(part, data.categories, data.classes, config.data)
+        meta = {
+            "task": cls.name,
+            "class_names": list(data.classes),
+            "category_ids": [category["id"] for category in data.categories],
+            "imgsz": config.imgsz,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "aug": aug,
+        }
+        if cls.masks:
+            _require(splits["train"], "segmentation", config.data, "instance masks (polygons or RLE)")
+        if cls.keypoints:
+            _require(splits["train"], "keypoints", config.data, "keypoints")
+            names = list(data.keypoint_names)
+            meta.update(
+                keypoint_names=names,
+                skeleton=[list(pair) for pair in data.skeleton],
+                flip_idx=data.flip_idx,
+                kpt_sigmas=[DEFAULT_KPT_SIGMA] * len(names),
+            )
+        return splits, meta
+
+    def load_eval_data(self, data: str, split: str, fmt: str = "auto") -> list[Sample]:
+        from foveal.data.det_loading import load_detection
+
+        loaded = load_detection(data, fmt)
+        splits = loaded.splits
+        if not splits.get(split):
+            present = [name for name, part in splits.items() if part]
+            if present == ["all"] and split == "val":
+                split = "all"
+            else:
+                raise DataError(
+                    f"{data}: no '{split}' split found (present: {', '.join(present) or 'none'}); "
+                    "choose --split from those"
+                )
+        samples = list(splits[split])
+        _label_objects(samples, loaded.categories, self.class_names, data)
+        return samples
+
+    def transforms(self, split: str) -> Callable:
+        from foveal.data.det_transforms import DetectionTransform
+
+        return DetectionTransform(
+            split,
+            self.meta["imgsz"],
+            self.meta["aug"] if split == "train" else None,
+            mean=self.meta["mean"],
+            std=self.meta["std"],
+            flip_idx=self.meta.get("flip_idx"),
+            has_keypoints=self.keypoints,
+        )
+
+    def target(self, sample: Sample, size: tuple[int, int]) -> Target:
+        """``sample``'s objects as tensors for an image of ``size`` (width, height)."""
+        objects = sample.objects or []
+        width, height = size
+        boxes = torch.tensor(
+            [
+                [o["bbox"][0], o["bbox"][1], o["bbox"][0] + o["bbox"][2], o["bbox"][1] + o["bbox"][3]]
+                for o in objects
+            ],
+            dtype=torch.float32,
+        ).reshape(-1, 4)
+        target: Target = {
+            "boxes": boxes,
+            "labels": torch.tensor([o["label"] for o in objects], dtype=torch.int64),
+            "iscrowd": torch.tensor([int(o.get("iscrowd", 0)) for o in objects], dtype=torch.int64),
+        }
+        if self.masks:
+            target["masks"] = torch.from_numpy(_object_masks(objects, height, width))
+        if self.keypoints:
+            k = len(self.meta["keypoint_names"])
+            points = np.zeros((len(objects), k, 3), dtype=np.float32)
+            for i, o in enumerate(objects):
+                if o.get("keypoints"):
+                    points[i] = np.asarray(o["keypoints"], dtype=np.float32).reshape(k, 3)
+            target["keypoints"] = torch.from_numpy(points)
+        return target
+
+    def item(self, sample: Sample, transform: Callable) -> tuple[Tensor, Target]:
+        image = load_rgb(sample.path)
+        image_tensor, target = transform(image, self.target(sample, image.size))
+        target["orig_size"] = torch.tensor([image.size[1], image.size[0]])
+        return image_tensor, target
+
+    def collate(self, batch: Sequence[tuple[Tensor, Target]]) -> tuple[Tensor, list[Target]]:
+        return torch.stack([image for image, _ in batch]), [target for _, target in batch]
+
+    def batch_transform(self) -> Callable | None:
+        from foveal.data.det_transforms import DetectionBatchMix
+
+        aug = self.meta["aug"]
+        if not aug.get("mosaic") and not aug.get("mixup"):
+            return None
+        return DetectionBatchMix(mosaic=aug.get("mosaic") or 0.0, mixup=aug.get("mixup") or 0.0)
+
+    # -- model, loss, metrics -----------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        from foveal.models.registry import build_model
+
+        # detection builders take the training image size (R-CNNs resize inputs to it) and, for pose,
+        # the number of keypoints
+        options = {"imgsz": self.meta["imgsz"], **self.meta.get("model_options", {})}
+        if self.keypoints:
+            options.setdefault("num_keypoints", len(self.meta["keypoint_names"]))
+        return build_model(self.meta["model"], len(self.class_names), task=self.name, **options)
+
+    def forward(self, model: nn.Module, images: Tensor, targets: Any = None) -> Any:
+        if model.training:
+            keys = ("boxes", "labels", "masks", "keypoints")
+            return model(images, [{k: t[k] for k in keys if k in t} for t in targets])
+        return model(images)
+
+    def loss(self, outputs: Any, targets: Any) -> dict[str, Tensor]:
+        if not isinstance(outputs, dict):
+            return {}  # eval mode: detections, no losses
+        terms = {k: v for k, v in outputs.items() if k != "loss"}
+        total = outputs["loss"] if "loss" in outputs else sum(terms.values())
+        return {"loss": total, **terms}
+
+    def step_outputs(self, outputs: list[dict[str, Tensor]], targets: list[Target]) -> dict[str, Tensor]:
+        imgsz = self.meta["imgsz"]
+        kept: dict[str, list[Tensor]] = {}
+
+        def put(key: str, value: Tensor) -> None:
+            kept.setdefault(key, []).append(value.detach().cpu())
+
+        for out, target in zip(outputs, targets, strict=True):
+            h, w = (int(v) for v in target["orig_size"])
+            scale = torch.tensor([w / imgsz, h / imgsz, w / imgsz, h / imgsz])
+            put("pred_count", torch.tensor([len(out["boxes"])]))
+            put("pred_boxes", out["boxes"].detach().cpu().float() * scale)
+            put("pred_scores", out["scores"].float())
+            put("pred_labels", out["labels"].long())
+            put("gt_count", torch.tensor([len(target["boxes"])]))
+            put("gt_boxes", target["boxes"].cpu().float() * scale)
+            put("gt_labels", target["labels"])
+            put("gt_iscrowd", target["iscrowd"])
+            put("orig_size", target["orig_size"][None])
+            if self.masks:
+                put("pred_masks", (out["masks"] > 0.5).to(torch.uint8))
+                put("gt_masks", target["masks"].to(torch.uint8))
+            if self.keypoints:
+                k_scale = torch.tensor([w / imgsz, h / imgsz, 1.0])
+                put("pred_keypoints", out["keypoints"].detach().cpu().float() * k_scale)
+                put("gt_keypoints", target["keypoints"].cpu().float() * k_scale)
+        return {key: torch.cat(parts) for key, parts in kept.items()}
+
+    def per_image(self, kept: dict[str, Tensor]) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
+        """Split kept tensors back into per-image prediction and target dicts."""
+        preds = _split(kept, "pred", kept["pred_count"].tolist())
+        gts = _split(kept, "gt", kept["gt_count"].tolist())
+        for gt, size in zip(gts, kept["orig_size"].tolist(), strict=True):
+            gt["image_size"] = tuple(size)
+        return preds, gts
+
+    def compute_metrics(self, kept: dict[str, Tensor]) -> dict[str, Any]:
+        from foveal.metrics.detection import detection_confusion_matrix, detection_metrics
+
+        preds, gts = self.per_image(kept)
+        metrics: dict[str, Any] = {"n": len(gts)}
+        metrics.update(detection_metrics(preds, gts, self.class_names, iou_type="bbox"))
+        if self.masks:
+            imgsz = self.meta["imgsz"]
+            at_input = [{**gt, "image_size": (imgsz, imgsz)} for gt in gts]
+            segm = detection_metrics(preds, at_input, self.class_names, iou_type="segm")
+            metrics.update({f"segm_{k}": v for k, v in segm.items()})
+        if self.keypoints:
+            kpt = detection_metrics(
+                preds, gts, self.class_names, iou_type="keypoints", kpt_sigmas=self.meta["kpt_sigmas"]
+            )
+            metrics.update({f"kpt_{k}": v for k, v in kpt.items()})
+        matrix = detection_confusion_matrix(preds, gts, len(self.class_names))
+        metrics["confusion_matrix"] = matrix.tolist()
+        return metrics
+
+    def plots(
+        self,
+        kept: dict[str, Tensor],
+        metrics: dict[str, Any],
+        out_dir: str,
+        samples: Sequence[Sample] = (),
+        predictions: Sequence[Any] = (),
+    ) -> list[str]:
+        from foveal.metrics.detection import precision_recall_curves
+        from foveal.report.det_plots import plot_detection_grid, plot_pr_curves
+        from foveal.report.plots import plot_confusion_matrix
+
+        out = Path(out_dir)
+        preds, gts = self.per_image(kept)
+        paths = [
+            plot_pr_curves(precision_recall_curves(preds, gts, self.class_names), out / "pr_curves.png"),
+            plot_confusion_matrix(
+                metrics["confusion_matrix"], [*self.class_names, "background"], out / "confusion_matrix.png"
+            ),
+        ]
+        if samples and predictions:
+            shown = list(zip(samples, predictions))[:8]
+            images, truths, found = [], [], []
+            for sample, prediction in shown:
+                image = load_rgb(sample.path)
+                prediction = self.finalize(prediction, sample)
+                images.append(np.asarray(image))
+                truth = self.target(sample, image.size)
+                truths.append(self._as_detections(truth))
+                found.append(prediction)
+            paths.append(
+                plot_detection_grid(images, truths, found, out / "examples.png", self.meta.get("skeleton"))
+            )
+        return [str(p) for p in paths]
+
+    def _as_detections(self, target: Target) -> Detections:
+        n = len(target["boxes"])
+        return Detections(
+            target["boxes"].numpy(),
+            np.ones(n, dtype=np.float32),
+            target["labels"].numpy(),
+            self.class_names,
+            target["masks"].numpy().astype(bool) if "masks" in target else None,
+            target["keypoints"].numpy() if "keypoints" in target else None,
+        )
+
+    # -- prediction ---------------------------------------------------------------------------
+    def postprocess(
+        self,
+        outputs: list[dict[str, Tensor]],
+        conf: float = 0.25,
+        iou: float | None = None,
+        max_det: int = 300,
+        **options: Any,
+    ) -> list[Detections]:
+        """Per image: keep scores >= ``conf``, optionally class-aware NMS at ``iou``, at most ``max_det``."""
+        from foveal.ops.boxes import batched_nms
+
+        results = []
+        for out in outputs:
+            keep = torch.nonzero(out["scores"] >= conf).flatten()
+            if iou is not None and len(keep):
+                sub = batched_nms(out["boxes"][keep], out["scores"][keep], out["labels"][keep], iou)
+                keep = keep[sub]
+            keep = keep[torch.argsort(out["scores"][keep], descending=True)][:max_det]
+            results.append(
+                Detections(
+                    out["boxes"][keep].float().cpu().numpy(),
+                    out["scores"][keep].float().cpu().numpy(),
+                    out["labels"][keep].cpu().numpy(),
+                    self.class_names,
+                    (out["masks"][keep] > 0.5).cpu().numpy() if self.masks else None,
+                    out["keypoints"][keep].float().cpu().numpy() if self.keypoints else None,
+                )
+            )
+        return results
+
+    def finalize(self, prediction: Detections, sample: Sample) -> Detections:
+        """Scale boxes, keypoints and masks from the model input size to ``sample``'s image size."""
+        with Image.open(sample.path) as image:
+            width, height = image.size
+        imgsz = self.meta["imgsz"]
+        sx, sy = width / imgsz, height / imgsz
+        if math.isclose(sx, 1.0) and math.isclose(sy, 1.0):
+            return prediction
+        boxes = prediction.boxes * np.array([sx, sy, sx, sy], dtype=np.float32)
+        keypoints = None
+        if prediction.keypoints is not None:
+            keypoints = prediction.keypoints * np.array([sx, sy, 1.0], dtype=np.float32)
+        masks = None
+        if prediction.masks is not None:
+            masks = (
+                np.stack(
+                    [
+                        np.asarray(Image.fromarray(m).resize((width, height), Image.NEAREST))
+                        for m in prediction.masks
+                    ]
+                )
+                if len(prediction.masks)
+                else np.zeros((0, height, width), dtype=bool)
+            )
+        return Detections(
+            boxes, prediction.scores, prediction.labels, prediction.class_names, masks, keypoints
+        )
+
+    def coco_results(self, row: dict[str, Any], image_id: int) -> list[dict[str, Any]]:
+        """A prediction row (``Detections.to_dict`` + ``path``) as COCO results entries: bbox xywh,
+        ``category_id`` the training data's id of the class, masks as RLE,
+        and the image's ``file_name`` (foveal's ``val --predictions`` matches on it)."""
+        from pycocotools import mask as mask_utils
+
+        ids = self.meta.get("category_ids") or list(range(1, len(self.class_names) + 1))
+        index = {name: ids[i] for i, name in enumerate(self.class_names)}
+        entries = []
+        for i, (box, score, label) in enumerate(zip(row["boxes"], row["scores"], row["labels"], strict=True)):
+            x0, y0, x1, y1 = box
+            entry: dict[str, Any] = {
+                "image_id": image_id,
+                "file_name": Path(row["path"]).name,
+                "category_id": index[label],
+                "bbox": [x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)],
+                "score": score,
+            }
+            if row.get("masks") is not None:
+                rle = mask_utils.encode(np.asfortranarray(row["masks"][i].astype(np.uint8)))
+                entry["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+            if row.get("keypoints") is not None:
+                entry["keypoints"] = [v for point in row["keypoints"][i] for v in point]
+            entries.append(entry)
+        return entries
+
+    def write_predictions(self, rows: list[dict[str, Any]], out_dir: Path) -> list[str]:
+        """``results.json``: every row's detections in COCO results format (image ids 1..N in order)."""
+        from foveal.atomic import atomic_write_text
+        from foveal.serialize import dumps
+
+        results = [entry for i, row in enumerate(rows) for entry in self.coco_results(row, i + 1)]
+        path = out_dir / "results.json"
+        atomic_write_text(path, dumps(results))
+        return [str(path)]
+
+    def save_prediction(
+        self, prediction: Detections, sample: Sample, out_dir: Path, stem: str, render: bool
+    ) -> dict[str, Any]:
+        from foveal.atomic import atomic_write
+
+        path = out_dir / "overlays" / f"{stem}.png"
+        overlay = self.render(load_rgb(sample.path), prediction)
+        atomic_write(path, lambda handle: overlay.save(handle, format="PNG"))
+        return {"overlay": str(path)}
+
+    def render(self, image: Image.Image, prediction: Detections) -> Image.Image:
+        from foveal.report.det_plots import draw_detections
+
+        return draw_detections(np.asarray(image), prediction, self.meta.get("skeleton"))
+
+
+class InstanceTask(DetectTask):
+    """Boxes and instance masks: ``--task instance`` (metrics ``segm_*`` beside the box ones)."""
+
+    name = "instance"
+    masks = True
+
+
+class PoseTask(DetectTask):
+    """Boxes and keypoints: ``--task pose`` (metrics ``kpt_*`` beside the box ones)."""
+
+    name = "pose"
+    keypoints = True
+
+
+def _object_masks(objects: list[dict[str, Any]], height: int, width: int) -> np.ndarray:
+    """(N, H, W) uint8 masks of the objects' COCO polygons / RLE (box-filled when one has none)."""
+    from pycocotools import mask as mask_utils
+
+    masks = np.zeros((len(objects), height, width), dtype=np.uint8)
+    for i, obj in enumerate(objects):
+        seg = obj.get("segmentation")
+        if isinstance(seg, list) and any(len(poly) >= 6 for poly in seg):
+            rle = mask_utils.merge(mask_utils.frPyObjects([p for p in seg if len(p) >= 6], height, width))
+        elif isinstance(seg, dict) and "counts" in seg:
+            rle = mask_utils.frPyObjects(seg, height, width) if isinstance(seg["counts"], list) else seg
+        else:
+            x, y, w, h = obj["bbox"]
+            masks[i, int(y) : int(math.ceil(y + h)), int(x) : int(math.ceil(x + w))] = 1
+            continue
+        masks[i] = mask_utils.decode(rle)
+    return masks
+
+
+def _split(kept: dict[str, Tensor], prefix: str, counts: list[int]) -> list[dict[str, Tensor]]:
+    parts = {
+        key[len(prefix) + 1 :]: torch.split(value, counts)
+        for key, value in kept.items()
+        if key.startswith(prefix + "_") and key != f"{prefix}_count"
+    }
+    return [{key: chunks[i] for key, chunks in parts.items()} for i in range(len(counts))]
+
+
+def _label_objects(
+    samples: list[Sample], categories: list[dict[str, Any]], classes: list[str], source: Any
+) -> None:
+    """Give every object a ``label`` (index into ``classes``) from its ``category_id``, by category name."""
+    index = {name: i for i, name in enumerate(classes)}
+    by_id: dict[Any, int] = {}
+    for category in categories:
+        if category["name"] not in index:
+            raise DataError(
+                f"{source}: category '{category['name']}' is not one of the model's classes {classes}; "
+                "evaluate on data with the same classes"
+            )
+        by_id[category["id"]] = index[category["name"]]
+    for sample in samples:
+        for obj in sample.objects or []:
+            if obj.get("category_id") not in by_id:
+                raise DataError(
+                    f"{source}: annotation {obj.get('id')!r} of {sample.path} has category_id "
+                    f"{obj.get('category_id')!r}, not one of {sorted(by_id)}; fix the annotation"
+                )
+            obj["label"] = by_id[obj["category_id"]]
+
+
+def _require(samples: list[Sample], key: str, source: Any, what: str) -> None:
+    if not any(obj.get(key) for s in samples for obj in s.objects or []):
+        raise DataError(f"{source}: no {what} found in the training annotations; this task needs them")
+
+
+def _random_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """A seeded random (train, val) split holding out ``fraction`` of the images."""
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"validation fraction {fraction} must be between 0 and 1 (e.g. 0.2)")
+    if len(samples) < 4:
+        raise DataError(
+            f"only {len(samples)} images: too few to split off a validation set; add images or pass --val"
+        )
+    order = np.random.default_rng(seed).permutation(len(samples))
+    n_val = max(1, round(len(samples) * fraction))
+    val = {int(i) for i in order[:n_val]}
+    return [s for i, s in enumerate(samples) if i not in val], [s for i, s in enumerate(samples) if i in val]
