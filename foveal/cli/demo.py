@@ -19,6 +19,6 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--n", type=int, default=None, help="number of images (default per task)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default per task)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task", action="append", help="task to demo (repeatable): classify (default), segment")
+    p.add_argument("--task", action="append", help="task to demo (repeatable): classify, segment, detect")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_demo)

@@ -93,7 +93,30 @@ def build_tv_detection(
         model = torchvision.models.get_model(name, **options)
     except TypeError as err:
         raise ConfigError(f"model 'tv:{name}' does not take these options: {err}") from err
+    _check_options(type(model), kwargs, f"tv:{name}", torchvision.models.get_model_builder(name))
     return TorchvisionDetector(model)
+
+
+# Options torchvision detectors pass on to GeneralizedRCNNTransform through **kwargs.
+_TRANSFORM_OPTIONS = {"size_divisible", "fixed_size"}
+
+
+def _check_options(model_cls: type, options: dict[str, Any], name: str, builder: Any = None) -> None:
+    """Raise ConfigError for options neither the builder nor the model class knows (torchvision
+    swallows unknown ones silently)."""
+    import inspect
+
+    known = set(inspect.signature(model_cls.__init__).parameters) | _TRANSFORM_OPTIONS
+    if builder is not None:
+        known |= set(inspect.signature(builder).parameters)
+    for base in model_cls.__mro__[1:]:  # MaskRCNN/KeypointRCNN pass the rest on to FasterRCNN
+        if base.__module__.startswith("torchvision.models.detection") and "__init__" in vars(base):
+            known |= set(inspect.signature(base.__init__).parameters)
+    unknown = sorted(set(options) - known - {"num_classes", "weights", "weights_backbone", "progress"})
+    if unknown:
+        raise ConfigError(
+            f"model '{name}' does not take option(s) {', '.join(unknown)}; see its torchvision class"
+        )
 
 
 # Anchor sizes per FPN level (strides 4-64) for the small-image R-CNNs: one octave below torchvision's
@@ -157,6 +180,7 @@ def _small_rcnn(kind: str, num_classes: int, imgsz: int | None, **kwargs: Any) -
         )
     options.update(kwargs)
     model_cls = {"faster": FasterRCNN, "mask": MaskRCNN, "keypoint": KeypointRCNN}[kind]
+    _check_options(model_cls, kwargs, f"{kind}rcnn_resnet18")
     try:
         return TorchvisionDetector(model_cls(backbone, None, **options))
     except (TypeError, ValueError) as err:

@@ -17,6 +17,8 @@ from foveal.errors import CheckpointError, ConfigError, DataError
 
 # Key prefixes of wrapped models: Lightning module attribute, DDP, torch.compile; on ties the first wins.
 _PREFIXES = ("", "model.", "module.", "_orig_mod.", "model.module.", "model._orig_mod.", "ema.module.")
+# Prefixes of our own wrappers to drop from the model's names (TorchvisionDetector keeps its model at .model).
+_OWN_PREFIXES = ("", "model.")
 
 
 def load_pretrained(model: nn.Module, source: str, model_name: str) -> dict[str, list[str]]:
@@ -37,15 +39,19 @@ def load_pretrained(model: nn.Module, source: str, model_name: str) -> dict[str,
         weights, prefixes = _read_state_dict(Path(source))
         where = f"'{source}'"
     own = model.state_dict()
-    prefix = max(prefixes, key=lambda p: _count_matching(own, weights, p))
-    matched = {name: weights[prefix + name] for name in own if _fits(own[name], weights.get(prefix + name))}
+    # source name = prefix + own name, less a wrapper prefix of ours (torchvision detectors are wrapped
+    # at ``.model``, so a plain torchvision state dict lacks the leading "model.")
+    pairs = [(strip, add) for strip in _OWN_PREFIXES for add in prefixes]
+    strip, prefix = max(pairs, key=lambda pair: _count_matching(own, weights, *pair))
+    source = {name: prefix + name.removeprefix(strip) for name in own if name.startswith(strip)}
+    matched = {name: weights[key] for name, key in source.items() if _fits(own[name], weights.get(key))}
     if not set(matched) - _head_names(model):
         raise CheckpointError(
             f"no weights in {where} match model '{model_name}' outside its head (names or "
             f"shapes differ); pass a checkpoint of the same architecture"
         )
     model.load_state_dict(matched, strict=False)
-    used = {prefix + name for name in matched}
+    used = {source[name] for name in matched}
     return {
         "loaded": list(matched),
         "skipped": [n for n in own if n not in matched],
@@ -67,8 +73,12 @@ def _fits(own: Tensor, theirs: object) -> bool:
     return isinstance(theirs, Tensor) and theirs.shape == own.shape
 
 
-def _count_matching(own: Mapping[str, Tensor], weights: Mapping[str, object], prefix: str) -> int:
-    return sum(_fits(tensor, weights.get(prefix + name)) for name, tensor in own.items())
+def _count_matching(own: Mapping[str, Tensor], weights: Mapping[str, object], strip: str, prefix: str) -> int:
+    return sum(
+        _fits(tensor, weights.get(prefix + name.removeprefix(strip)))
+        for name, tensor in own.items()
+        if name.startswith(strip)
+    )
 
 
 def _read_state_dict(path: Path) -> tuple[dict[str, object], tuple[str, ...]]:
