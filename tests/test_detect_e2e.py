@@ -193,6 +193,10 @@ def test_pose_end_to_end(tmp_path: Path) -> None:
     assert all(len(kp) == 4 and len(kp[0]) == 3 for kp in rows[0]["keypoints"])
     results = json.loads((tmp_path / "p" / "results.json").read_text())
     assert all(len(r["keypoints"]) == 12 for r in results)
+    light = foveal.train(
+        task="pose", data=str(data), model="centernet", epochs=1, project=str(tmp_path / "r"), **FAST
+    )
+    assert light.metrics["kpt_map"] is not None and "kpt_mar50" in light.metrics
 
 
 def test_detect_bad_input(tmp_path: Path, capsys) -> None:

@@ -91,7 +91,7 @@ class TaskModule(L.LightningModule):
         kept = {key: torch.cat([part[key] for part in self._kept]) for key in self._kept[0]}
         self._kept.clear()
         if self.trainer.world_size > 1:
-            kept = {key: value.flatten(0, 1) for key, value in self.all_gather(kept).items()}
+            kept = _gather(kept, self.trainer.world_size)
         self.val_kept = kept
         self.val_metrics = self.task.compute_metrics(kept)
         for key, value in self.val_metrics.items():
@@ -132,3 +132,13 @@ class TaskModule(L.LightningModule):
             "config": self.config.to_dict(),
             "weights": "ema" if self.ema is not None else "model",
         }
+
+
+def _gather(kept: dict[str, Tensor], world_size: int) -> dict[str, Tensor]:
+    """Every rank's kept tensors, concatenated in rank order. Objects, not tensors, are gathered, so
+    per-rank lengths may differ (detections per image vary)."""
+    import torch.distributed as dist
+
+    parts: list[dict[str, Tensor] | None] = [None] * world_size
+    dist.all_gather_object(parts, {key: value.cpu() for key, value in kept.items()})
+    return {key: torch.cat([part[key] for part in parts if part is not None]) for key in kept}

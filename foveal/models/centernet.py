@@ -439,6 +439,7 @@ def decode(
     return results
 
 
+@register("centernet", "pose", "CenterNet with keypoint offsets regressed from each centre; fast on CPU")
 @register(
     "centernet", "detect", "CenterNet (objects as points): small ResNet + FPN decoder, stride 4; fast on CPU"
 )
