@@ -1,4 +1,4 @@
-"""``foveal data synth|preview|convert``."""
+"""``foveal data synth|preview|convert|check``."""
 
 from __future__ import annotations
 
@@ -37,6 +37,46 @@ def run_convert(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _print_check(report: Any, limit: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    counts = {k: v for k, v in report.counts.items() if v}
+    if not counts:
+        console.print(f"[green]clean[/green]: {report.n_images} images checked in {report.seconds:.1f} s")
+        return
+    table = Table(title=f"data check: {report.path} ({report.task}, {report.n_images} images)")
+    table.add_column("problem")
+    table.add_column("count", justify="right")
+    for kind, count in counts.items():
+        style = "bold red" if kind.startswith("leakage") else ""
+        table.add_row(f"[{style}]{kind}[/{style}]" if style else kind, str(count))
+    console.print(table)
+    for kind in counts:
+        found = [f for f in report.findings if f.kind == kind]
+        console.print(f"[bold]{kind}[/bold] ({len(found)})", markup=True)
+        for f in found[:limit]:
+            console.print(f"  {f.detail}", markup=False, highlight=False)
+        if len(found) > limit:
+            console.print(f"  ... {len(found) - limit} more (see --json)", markup=False)
+    modes = ", ".join(f"{m}: {n}" for m, n in sorted(report.modes.items()))
+    console.print(f"image modes: {modes}; checked in {report.seconds:.1f} s", markup=False)
+
+
+def run_check(args: argparse.Namespace) -> dict[str, Any]:
+    from foveal.data.health import check_dataset
+
+    report = check_dataset(
+        args.path, task=args.task, fmt=args.format, hamming=args.hamming, progress=not args.json
+    )
+    result = report.to_dict()
+    if not args.json:
+        _print_check(report, args.limit)
+    result["exit_code"] = 0 if report.clean else 1  # main() exits with it: 1 = problems found
+    return result
+
+
 def add_parsers(commands: Any) -> None:
     data = commands.add_parser("data", help="dataset tools").add_subparsers(
         dest="data_command", required=True, metavar="ACTION"
@@ -68,3 +108,11 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--on-bad-image", default="error", help="error|skip: fail on bad input, or drop it")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_convert)
+    p = data.add_parser("check", help="dataset health check: bad images, label problems, duplicates, leakage")
+    p.add_argument("path", metavar="PATH", help="dataset folder (or CSV / COCO .json / YOLO .yaml file)")
+    p.add_argument("--task", default="auto", help="classify|segment|detect|auto (default auto)")
+    p.add_argument("--format", default="auto", help="input format for the task's reader (default auto)")
+    p.add_argument("--hamming", type=int, default=6, help="max dHash distance of near duplicates (0-64)")
+    p.add_argument("--limit", type=int, default=10, help="details shown per kind of problem")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_check)

@@ -55,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = args.func(args)
         if as_json:
             stdout.write(dumps(result) + "\n")
-        return 0
+        # a command may end with another code than 0 (e.g. `data check`: 1 when problems are found)
+        return int(result.get("exit_code", 0)) if isinstance(result, dict) else 0
     except FovealError as err:
         if args.verbose:
             raise

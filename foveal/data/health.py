@@ -1,0 +1,398 @@
+"""Dataset health check without training: ``check_dataset(path) -> CheckReport``.
+
+Reads the dataset with the task's reader (classification, segmentation, detection), decodes every
+image once (PIL) to find unreadable images and unexpected modes, hashes it (SHA-1 of the bytes, 64-bit
+dHash of the pixels), and reports label problems, exact / near duplicates, duplicates whose labels
+disagree, and duplicates shared between splits (leakage).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from foveal.data.hashing import dhash_thumb, near_pairs, sha1_bytes
+from foveal.data.imageio import is_image_file
+from foveal.errors import DataError, check_choice
+
+TASKS = ("auto", "classify", "segment", "detect")
+# Report order: leakage first.
+KINDS = (
+    "leakage_exact",
+    "leakage_near",
+    "unreadable_image",
+    "unexpected_mode",
+    "label_problem",
+    "mask_problem",
+    "label_conflict",
+    "duplicate_exact",
+    "duplicate_near",
+)
+EXPECTED_MODES = ("RGB",)
+SPLIT_NAMES = ("train", "val", "test")
+# dHash pairs are confirmed by their 9x8 grayscale thumbnails: mean absolute difference (0..255) at most
+# this. Resized / JPEG re-encoded copies measure <= 1.5; distinct low-detail images that share a dHash
+# (plain backgrounds, one shape) measure >= 8.
+NEAR_MAD = 4.0
+
+
+@dataclass
+class Finding:
+    """One problem: ``kind`` (one of KINDS), the files involved, a one-line detail, how many it counts."""
+
+    kind: str
+    paths: list[str]
+    detail: str
+    count: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "paths": self.paths, "detail": self.detail, "count": self.count}
+
+
+@dataclass
+class CheckReport:
+    """The result of ``check_dataset``: findings, counts per kind, images checked, modes seen."""
+
+    path: str
+    task: str
+    n_images: int
+    findings: list[Finding] = field(default_factory=list)
+    modes: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(KINDS, 0)
+        for f in self.findings:
+            counts[f.kind] = counts.get(f.kind, 0) + f.count
+        return counts
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "task": self.task,
+            "clean": self.clean,
+            "n_images": self.n_images,
+            "counts": self.counts,
+            "modes": self.modes,
+            "findings": [f.to_dict() for f in self.findings],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Item:
+    path: str
+    split: str
+    label: Any = None  # hashable label: class name, tuple of names, frozenset of object classes
+    mask: Any = None  # the reader's Sample, for segmentation targets
+    sha1: str = ""
+    dhash: int | None = None
+    thumb: Any = None  # (8, 9) float32 grayscale thumbnail the dHash came from
+    mode: str = ""
+    size: tuple[int, int] | None = None  # (W, H)
+    error: str = ""
+
+
+# ---- reading ----
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split()))
+
+
+@contextmanager
+def _captured_warnings() -> Iterator[list[str]]:
+    """Collect the readers' warnings on logger 'foveal' (instead of printing them)."""
+    logger = logging.getLogger("foveal")
+    handler = _Collect()
+    saved = logger.handlers[:], logger.propagate, logger.level
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    if logger.level == logging.NOTSET or logger.level > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield handler.messages
+    finally:
+        logger.handlers[:], logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])
+
+
+def detect_task(path: Path) -> str:
+    """'detect' for COCO / YOLO / VOC layouts, 'segment' for images + masks folders, else 'classify'."""
+    from foveal.data.formats.coco import find_coco
+    from foveal.data.formats.yolo import find_data_yaml
+
+    if path.is_file():
+        return "detect" if path.suffix.lower() in (".json", ".yaml", ".yml") else "classify"
+    if find_coco(path) or find_data_yaml(path) is not None:
+        return "detect"
+    if (path / "Annotations").is_dir() and any((path / "Annotations").glob("*.xml")):
+        return "detect"
+    if (path / "images").is_dir() and (path / "masks").is_dir():
+        return "segment"
+    if any((path / s / "images").is_dir() and (path / s / "masks").is_dir() for s in SPLIT_NAMES):
+        return "segment"
+    return "classify"
+
+
+def _label_name(label: Any, names: list[str]) -> Any:
+    if isinstance(label, list):
+        return tuple(sorted(names[i] for i in label))
+    return names[label] if isinstance(label, int) and 0 <= label < len(names) else label
+
+
+def _read_classify(root: Path, fmt: str) -> list[_Item]:
+    from foveal.data.loading import detect_format, load_classification
+
+    data = load_classification(root, fmt=fmt)
+    fmt = detect_format(root) if fmt == "auto" else fmt
+    if fmt == "csv":
+        from foveal.data.formats.csvfile import read_csv
+
+        on_disk = set(read_csv(root if root.is_file() else next(root.glob("*.csv")), data.class_names).splits)
+    else:
+        on_disk = {s for s in SPLIT_NAMES if (root / s).is_dir()}
+    items = []
+    for split, samples in data.splits.items():
+        # A validation split the reader drew at random is not a split on disk: report it as train.
+        name = split if split in on_disk else "train"
+        items += [_Item(s.path, name, _label_name(s.label, data.class_names)) for s in samples]
+    return items
+
+
+def _read_segment(root: Path, fmt: str) -> tuple[list[_Item], Any]:
+    from foveal.data.seg_loading import load_segmentation
+
+    splits, spec = load_segmentation(root, fmt=fmt, split_off_val=False, on_bad_image="skip")
+    return [_Item(s.path, split, None, s) for split, part in splits.items() for s in part], spec
+
+
+def _read_detect(root: Path, fmt: str) -> list[_Item]:
+    from foveal.data.det_loading import load_detection
+
+    data = load_detection(root, fmt, on_bad_image="skip")
+    names = {c["id"]: c["name"] for c in data.categories}
+    return [
+        _Item(s.path, split, frozenset(names.get(o.get("category_id"), "?") for o in s.objects or []))
+        for split, part in data.splits.items()
+        for s in part
+    ]
+
+
+def _scan(root: Path) -> list[_Item]:
+    """Every image file under ``root`` (split from a train/val/test folder in its path, else 'all')."""
+    if root.is_file():
+        root = root.parent
+    items = []
+    for p in sorted(q for q in root.rglob("*") if q.is_file() and is_image_file(q)):
+        parts = p.relative_to(root).parts
+        split = next((s for s in parts if s in SPLIT_NAMES), "all")
+        items.append(_Item(str(p), split))
+    return items
+
+
+# ---- per-image pass ----
+
+
+def _inspect(item: _Item) -> _Item:
+    """Read the file once: SHA-1 of its bytes, decode once (mode, size, dHash), or record the error."""
+    try:
+        data = Path(item.path).read_bytes()
+    except OSError as err:
+        item.error = f"cannot read the file ({err.strerror or err})"
+        return item
+    item.sha1 = sha1_bytes(data)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            item.mode, item.size = image.mode, image.size
+            if image.mode == "P" and "transparency" in image.info:
+                item.mode = "P+transparency"
+            item.dhash, item.thumb = dhash_thumb(image)
+    except Exception as err:  # noqa: BLE001 - any decoder failure is a finding, not a crash
+        item.error = f"cannot decode the image ({type(err).__name__}: {err})"
+    return item
+
+
+def _inspect_all(items: list[_Item], progress: bool, workers: int) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(_inspect, items, chunksize=1)
+        if not progress:
+            for _ in results:
+                pass
+            return
+        columns = (TextColumn("hashing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("hashing", total=len(items))
+            for _ in results:
+                bar.advance(task)
+
+
+# ---- findings ----
+
+
+def _short(paths: list[str], root: Path) -> str:
+    shown = []
+    for p in paths[:3]:
+        try:
+            shown.append(str(Path(p).relative_to(root)))
+        except ValueError:
+            shown.append(p)
+    return ", ".join(shown) + (f" (+{len(paths) - 3} more)" if len(paths) > 3 else "")
+
+
+def _group_findings(groups: list[list[_Item]], near: bool, root: Path) -> list[Finding]:
+    findings = []
+    what = "near duplicates" if near else "exact duplicates"
+    for group in groups:
+        paths = [it.path for it in group]
+        splits = sorted({it.split for it in group})
+        if len(splits) > 1:
+            by_split = "; ".join(
+                f"{s}: {_short([it.path for it in group if it.split == s], root)}" for s in splits
+            )
+            kind = "leakage_near" if near else "leakage_exact"
+            findings.append(
+                Finding(kind, paths, f"{len(group)} {what} across splits {'/'.join(splits)}: {by_split}")
+            )
+        else:
+            kind = "duplicate_near" if near else "duplicate_exact"
+            findings.append(
+                Finding(kind, paths, f"{len(group)} {what} in {splits[0]}: {_short(paths, root)}")
+            )
+        labels = {it.label for it in group if it.label is not None}
+        if len(labels) > 1:
+            shown = "; ".join(f"{_short([it.path], root)} -> {_fmt_label(it.label)}" for it in group[:4])
+            findings.append(Finding("label_conflict", paths, f"{what} with different labels: {shown}"))
+    return findings
+
+
+def _fmt_label(label: Any) -> str:
+    if isinstance(label, frozenset | tuple):
+        return "{" + ", ".join(sorted(map(str, label))) + "}"
+    return str(label)
+
+
+def _duplicates(items: list[_Item], hamming: int, root: Path) -> list[Finding]:
+    by_sha: dict[str, list[_Item]] = defaultdict(list)
+    for it in items:
+        if it.sha1 and it.dhash is not None:
+            by_sha[it.sha1].append(it)
+    exact = [g for g in by_sha.values() if len(g) > 1]
+    findings = _group_findings(exact, near=False, root=root)
+    # Near duplicates among distinct files: one representative per SHA-1, union-find over close pairs.
+    reps = list(by_sha.values())
+    parent = list(range(len(reps)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j, _ in near_pairs([g[0].dhash for g in reps], hamming):  # type: ignore[misc]
+        if float(np.abs(reps[i][0].thumb - reps[j][0].thumb).mean()) <= NEAR_MAD:
+            parent[find(i)] = find(j)
+    clusters: dict[int, list[_Item]] = defaultdict(list)
+    for i, group in enumerate(reps):
+        clusters[find(i)].extend(group)
+    near = [g for root_id, g in clusters.items() if len(g) > 1 and len({it.sha1 for it in g}) > 1]
+    return findings + _group_findings(near, near=True, root=root)
+
+
+def _mask_findings(items: list[_Item], spec: Any) -> list[Finding]:
+    from foveal.data.seg_loading import decode_target
+
+    findings = []
+    for it in items:
+        if it.mask is None or it.size is None:
+            continue
+        try:
+            decode_target(it.mask, spec, it.size)
+        except DataError as err:
+            findings.append(Finding("mask_problem", [it.mask.mask or it.path], " ".join(str(err).split())))
+    return findings
+
+
+def check_dataset(
+    path: str | Path,
+    task: str = "auto",
+    fmt: str = "auto",
+    hamming: int = 6,
+    *,
+    progress: bool = False,
+    workers: int = 2,
+) -> CheckReport:
+    """Check the dataset at ``path`` without training; see the module docstring for what is checked.
+
+    ``task`` picks the reader (auto: detection layouts -> detect, images + masks -> segment, else
+    classify); ``fmt`` is passed to it. ``hamming``: the largest dHash distance (of 64 bits) counted as
+    a near duplicate. A reader error that stops the reader becomes a 'label_problem' finding and every
+    image file under ``path`` is still checked; DataError when there are no images at all.
+    """
+    start = time.perf_counter()
+    check_choice("task", task, TASKS)
+    if hamming < 0 or hamming > 64:
+        raise DataError(f"--hamming {hamming}: must be between 0 and 64 (default 6)")
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: no such dataset file or folder; check the path")
+    if root.is_dir() and not any(root.iterdir()):
+        raise DataError(f"{root}: the folder is empty; point data check at a dataset folder")
+    task = detect_task(root) if task == "auto" else task
+    findings: list[Finding] = []
+    spec = None
+    with _captured_warnings() as warnings:
+        try:
+            if task == "classify":
+                items = _read_classify(root, fmt)
+            elif task == "segment":
+                items, spec = _read_segment(root, fmt)
+            else:
+                items = _read_detect(root, fmt)
+        except DataError as err:
+            items = _scan(root)
+            if not items:
+                raise
+            message = " ".join(str(err).split())
+            findings.append(Finding("label_problem", [str(root)], f"the {task} reader stopped: {message}"))
+    for message in warnings:
+        match = re.search(r"\b(?:skipped|clipped) (\d+) ", message)
+        count = int(match.group(1)) if match else 1
+        findings.append(Finding("label_problem", [str(root)], message, count))
+    _inspect_all(items, progress, workers)
+    modes = Counter(it.mode for it in items if it.mode)
+    for it in items:
+        if it.error:
+            findings.append(Finding("unreadable_image", [it.path], it.error))
+        elif it.mode not in EXPECTED_MODES:
+            findings.append(Finding("unexpected_mode", [it.path], f"mode {it.mode} (expected RGB)"))
+    if spec is not None:
+        findings += _mask_findings(items, spec)
+    findings += _duplicates(items, hamming, root if root.is_dir() else root.parent)
+    findings.sort(key=lambda f: KINDS.index(f.kind))
+    return CheckReport(str(root), task, len(items), findings, dict(modes), time.perf_counter() - start)
