@@ -457,20 +457,16 @@ class PoseTask(DetectTask):
 
 def _object_masks(objects: list[dict[str, Any]], height: int, width: int) -> np.ndarray:
     """(N, H, W) uint8 masks of the objects' COCO polygons / RLE (box-filled when one has none)."""
-    from pycocotools import mask as mask_utils
+    from foveal.data.formats.coco import object_mask
 
     masks = np.zeros((len(objects), height, width), dtype=np.uint8)
     for i, obj in enumerate(objects):
-        seg = obj.get("segmentation")
-        if isinstance(seg, list) and any(len(poly) >= 6 for poly in seg):
-            rle = mask_utils.merge(mask_utils.frPyObjects([p for p in seg if len(p) >= 6], height, width))
-        elif isinstance(seg, dict) and "counts" in seg:
-            rle = mask_utils.frPyObjects(seg, height, width) if isinstance(seg["counts"], list) else seg
-        else:
+        mask = object_mask(obj, height, width)
+        if mask is None:
             x, y, w, h = obj["bbox"]
             masks[i, int(y) : int(math.ceil(y + h)), int(x) : int(math.ceil(x + w))] = 1
-            continue
-        masks[i] = mask_utils.decode(rle)
+        else:
+            masks[i] = mask
     return masks
 
 
