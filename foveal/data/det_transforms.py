@@ -82,7 +82,7 @@ class DetectionTransform:
         has_keypoints: bool = False,
     ) -> None:
         self.imgsz = imgsz
-        self.to_float = v2.Compose([v2.ToDtype(torch.float32, scale=True)])
+        self.to_float = v2.ToDtype(torch.float32, scale=True)
         self.normalize = v2.Normalize(mean=list(mean), std=list(std))
         self.geometric: list[Any] = [v2.Resize((imgsz, imgsz), antialias=True)]
         self.photometric: list[Any] = []

@@ -24,8 +24,9 @@ from torch import Tensor, nn
 from foveal.config import TrainConfig
 from foveal.data.imageio import load_rgb
 from foveal.data.sample import Sample
+from foveal.data.splits import stratified_split
 from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resolve_aug
-from foveal.errors import ConfigError, DataError
+from foveal.errors import DataError
 from foveal.tasks.base import Task
 
 Target = dict[str, Tensor]
@@ -103,7 +104,10 @@ class DetectTask(Task):
         if not splits.get("train"):
             raise DataError(f"{config.data}: no training images found; check the dataset layout")
         if not splits.get("val"):
-            splits["train"], splits["val"] = _random_split(splits["train"], config.val_fraction, config.seed)
+            # detection samples carry no image label, so this is a seeded random split
+            splits["train"], splits["val"] = stratified_split(
+                splits["train"], config.val_fraction, config.seed
+            )
         for name, part in splits.items():
             if name != "val" or config.val is None:
                 _label_objects(part, data.categories, data.classes, config.data)
@@ -505,17 +509,3 @@ def _label_objects(
 def _require(samples: list[Sample], key: str, source: Any, what: str) -> None:
     if not any(obj.get(key) for s in samples for obj in s.objects or []):
         raise DataError(f"{source}: no {what} found in the training annotations; this task needs them")
-
-
-def _random_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """A seeded random (train, val) split holding out ``fraction`` of the images."""
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"validation fraction {fraction} must be between 0 and 1 (e.g. 0.2)")
-    if len(samples) < 4:
-        raise DataError(
-            f"only {len(samples)} images: too few to split off a validation set; add images or pass --val"
-        )
-    order = np.random.default_rng(seed).permutation(len(samples))
-    n_val = max(1, round(len(samples) * fraction))
-    val = {int(i) for i in order[:n_val]}
-    return [s for i, s in enumerate(samples) if i not in val], [s for i, s in enumerate(samples) if i in val]
