@@ -25,9 +25,9 @@ from PIL import Image
 
 from foveal.data.hashing import dhash_thumb, near_pairs, sha1_bytes
 from foveal.data.imageio import is_image_file
+from foveal.data.index import SPLIT_NAMES, TASKS, detect_task, index_dataset
 from foveal.errors import DataError, check_choice
 
-TASKS = ("auto", "classify", "segment", "detect")
 # Report order: leakage first.
 KINDS = (
     "leakage_exact",
@@ -41,7 +41,6 @@ KINDS = (
     "duplicate_near",
 )
 EXPECTED_MODES = ("RGB",)
-SPLIT_NAMES = ("train", "val", "test")
 # dHash pairs are confirmed by their 9x8 grayscale thumbnails: mean absolute difference (0..255) at most
 # this. Resized / JPEG re-encoded copies measure <= 1.5; distinct low-detail images that share a dHash
 # (plain backgrounds, one shape) measure >= 8.
@@ -137,68 +136,6 @@ def _captured_warnings() -> Iterator[list[str]]:
     finally:
         logger.handlers[:], logger.propagate = saved[0], saved[1]
         logger.setLevel(saved[2])
-
-
-def detect_task(path: Path) -> str:
-    """'detect' for COCO / YOLO / VOC layouts, 'segment' for images + masks folders, else 'classify'."""
-    from foveal.data.formats.coco import find_coco
-    from foveal.data.formats.yolo import find_data_yaml
-
-    if path.is_file():
-        return "detect" if path.suffix.lower() in (".json", ".yaml", ".yml") else "classify"
-    if find_coco(path) or find_data_yaml(path) is not None:
-        return "detect"
-    if (path / "Annotations").is_dir() and any((path / "Annotations").glob("*.xml")):
-        return "detect"
-    if (path / "images").is_dir() and (path / "masks").is_dir():
-        return "segment"
-    if any((path / s / "images").is_dir() and (path / s / "masks").is_dir() for s in SPLIT_NAMES):
-        return "segment"
-    return "classify"
-
-
-def _label_name(label: Any, names: list[str]) -> Any:
-    if isinstance(label, list):
-        return tuple(sorted(names[i] for i in label))
-    return names[label] if isinstance(label, int) and 0 <= label < len(names) else label
-
-
-def _read_classify(root: Path, fmt: str) -> list[_Item]:
-    from foveal.data.loading import detect_format, load_classification
-
-    data = load_classification(root, fmt=fmt)
-    fmt = detect_format(root) if fmt == "auto" else fmt
-    if fmt == "csv":
-        from foveal.data.formats.csvfile import read_csv
-
-        on_disk = set(read_csv(root if root.is_file() else next(root.glob("*.csv")), data.class_names).splits)
-    else:
-        on_disk = {s for s in SPLIT_NAMES if (root / s).is_dir()}
-    items = []
-    for split, samples in data.splits.items():
-        # A validation split the reader drew at random is not a split on disk: report it as train.
-        name = split if split in on_disk else "train"
-        items += [_Item(s.path, name, _label_name(s.label, data.class_names)) for s in samples]
-    return items
-
-
-def _read_segment(root: Path, fmt: str) -> tuple[list[_Item], Any]:
-    from foveal.data.seg_loading import load_segmentation
-
-    splits, spec = load_segmentation(root, fmt=fmt, split_off_val=False, on_bad_image="skip")
-    return [_Item(s.path, split, None, s) for split, part in splits.items() for s in part], spec
-
-
-def _read_detect(root: Path, fmt: str) -> list[_Item]:
-    from foveal.data.det_loading import load_detection
-
-    data = load_detection(root, fmt, on_bad_image="skip")
-    names = {c["id"]: c["name"] for c in data.categories}
-    return [
-        _Item(s.path, split, frozenset(names.get(o.get("category_id"), "?") for o in s.objects or []))
-        for split, part in data.splits.items()
-        for s in part
-    ]
 
 
 def _scan(root: Path) -> list[_Item]:
@@ -368,12 +305,12 @@ def check_dataset(
     spec = None
     with _captured_warnings() as warnings:
         try:
-            if task == "classify":
-                items = _read_classify(root, fmt)
-            elif task == "segment":
-                items, spec = _read_segment(root, fmt)
-            else:
-                items = _read_detect(root, fmt)
+            index = index_dataset(root, task, fmt)
+            spec = index.spec
+            items = [
+                _Item(e.path, e.split, index.label_of(e), e.sample if task == "segment" else None)
+                for e in index.entries
+            ]
         except DataError as err:
             items = _scan(root)
             if not items:

@@ -51,6 +51,13 @@ def _read(
     path: Path, fmt: str, class_names: list[str] | None
 ) -> tuple[dict[str, list[Sample]], list[str], bool]:
     """Return samples per split ('all' when the layout has no splits), classes, multilabel flag."""
+    from foveal.data.manifest import assign, check_task, is_manifest, read_manifest
+
+    if is_manifest(path):
+        manifest = read_manifest(path)
+        check_task(manifest, "classify")
+        splits, names, multilabel = _read(manifest.source, manifest.fmt, class_names)
+        return assign(manifest, (s for part in splits.values() for s in part)), names, multilabel
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt == "csv":
@@ -79,11 +86,13 @@ def load_classification(
     class_names: list[str] | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    split_off_val: bool = True,
 ) -> ClassificationData:
     """Read ``data`` (and an optional separate ``val`` set) into train/val/test samples.
 
     Layouts without a validation split get a stratified, seeded split of ``val_fraction``.
     ``class_names`` (e.g. from a checkpoint) fixes the classes; otherwise they come from the data.
+    Without ``split_off_val`` the splits stay as read ('all' for a layout without splits).
     """
     check_choice("format", fmt, FORMATS)
     check_choice("classification kind", kind, KINDS)
@@ -98,13 +107,13 @@ def load_classification(
     if val is not None:
         val_splits, _, _ = _read(_existing(val, "validation file or folder"), fmt, names)
         splits["val"] = [s for part in val_splits.values() for s in part]
-    if "all" in splits:
+    if "all" in splits and split_off_val:
         pool = splits.pop("all")
         if "train" in splits or "val" in splits:
             splits.setdefault("train", []).extend(pool)
         else:
             splits["train"] = pool
-    if "val" not in splits and splits.get("train") and class_names is None:
+    if "val" not in splits and splits.get("train") and class_names is None and split_off_val:
         if len(splits["train"]) < 4:
             raise DataError(
                 f"{root}: only {len(splits['train'])} images, too few to split off a validation "
