@@ -13,6 +13,8 @@ from foveal.errors import ConfigError, check_choice, did_you_mean
 
 TASKS = ("classify", "segment", "detect", "instance", "pose")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+BALANCE_MODES = ("none", "oversample", "undersample", "weights")
+WEIGHT_SCHEMES = ("inverse", "effective")
 
 
 @dataclass
@@ -46,7 +48,9 @@ class TrainConfig:
     gamma: float = 0.1
     loss: str = "auto"
     label_smoothing: float = 0.0
-    class_weights: bool = False
+    balance: str = "none"  # none|oversample|undersample|weights (foveal.data.balance)
+    balance_weights: str = "inverse"  # inverse|effective: class weights for --balance weights
+    balance_beta: float = 0.999  # effective-number beta
     focal_gamma: float = 2.0
     aug: str | dict = "light"
     patience: int | None = None
@@ -68,6 +72,8 @@ class TrainConfig:
         """Check values that can be checked without data; return self."""
         check_choice("task", self.task, TASKS)
         check_choice("device", self.device, DEVICES)
+        check_choice("--balance", self.balance, BALANCE_MODES)
+        check_choice("--balance-weights", self.balance_weights, WEIGHT_SCHEMES)
         if self.freeze not in (None, "backbone"):
             raise ConfigError(f"--freeze '{self.freeze}' is not supported; use --freeze backbone")
         for name in ("epochs", "batch", "imgsz"):

@@ -7,11 +7,10 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.utils.class_weight import compute_class_weight
 from torchvision.ops import sigmoid_focal_loss
 
-from foveal.errors import ConfigError, DataError
-from foveal.losses.focal import FocalLoss, build_classification_loss, class_weights_from_counts, focal_loss
+from foveal.errors import ConfigError
+from foveal.losses.focal import FocalLoss, build_classification_loss, focal_loss
 
 
 def _data(seed: int = 0, n: int = 16, c: int = 5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -142,18 +141,3 @@ def test_build_rejects_bad_names_and_combinations() -> None:
         build_classification_loss("ce", multilabel=False, label_smoothing=1.5)
     with pytest.raises(ConfigError, match="reduction"):
         focal_loss(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), reduction="avg")
-
-
-def test_class_weights_from_counts() -> None:
-    counts = [10, 30, 0, 60]
-    weights = class_weights_from_counts(counts)
-    labels = [0] * 10 + [1] * 30 + [3] * 60
-    balanced = compute_class_weight("balanced", classes=torch.tensor([0, 1, 3]).numpy(), y=labels)
-    expected = torch.tensor(balanced / balanced.mean(), dtype=torch.float32)
-    torch.testing.assert_close(weights[[0, 1, 3]], expected)
-    assert weights[2] == 0.0 and weights.dtype == torch.float32
-    assert float(weights[[0, 1, 3]].mean()) == pytest.approx(1.0)
-    with pytest.raises(DataError, match="no labelled samples"):
-        class_weights_from_counts([0, 0])
-    with pytest.raises(DataError, match="non-negative"):
-        class_weights_from_counts([3, -1])

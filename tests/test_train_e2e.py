@@ -158,7 +158,7 @@ def test_options_heavy_aug_ema_lookahead_focal_onecycle(shapes_folder: Path, tmp
         warmup_epochs=0.5,
         grad_clip=1.0,
         label_smoothing=0.1,
-        class_weights=True,
+        balance="weights",
         model="smallresnet_se",
         **FAST,
     )

@@ -1,4 +1,4 @@
-"""``foveal data synth|preview|convert|check``."""
+"""``foveal data synth|preview|convert|check|eda|split``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 def run_synth(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.data.synth_writers import write_synthetic
 
-    out = write_synthetic(args.out, n=args.n, imgsz=args.imgsz, seed=args.seed, fmt=args.format)
+    out = write_synthetic(
+        args.out, n=args.n, imgsz=args.imgsz, seed=args.seed, fmt=args.format, imbalance=args.imbalance
+    )
     print(f"wrote {args.n} synthetic {args.format} images to {out}")
     return {"out": str(out), "n": args.n, "format": args.format}
 
@@ -89,6 +91,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument(
         "--format", default="imagefolder", help="imagefolder|csv|coco|yolo|yolo-seg|yolo-pose|masks"
     )
+    p.add_argument("--imbalance", type=int, default=1, help="k: k:1 train imbalance")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_synth)
     p = data.add_parser("preview", help="a grid of augmented training samples")
@@ -116,3 +119,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--limit", type=int, default=10, help="details shown per kind of problem")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_check)
+    from foveal.cli import data_eda, data_split
+
+    data_eda.add_parser(data)
+    data_split.add_parser(data)

@@ -46,7 +46,11 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     opt.add_argument("--gamma", type=float, default=S, help="step decay factor")
     opt.add_argument("--loss", default=S, help="auto|ce|bce|focal")
     opt.add_argument("--label-smoothing", type=float, default=S)
-    opt.add_argument("--class-weights", action="store_true", default=S, help="inverse-frequency weights")
+    opt.add_argument(
+        "--balance", default=S, help="class imbalance: none|oversample|undersample|weights (none)"
+    )
+    opt.add_argument("--balance-weights", default=S, help="--balance weights scheme: inverse|effective")
+    opt.add_argument("--balance-beta", type=float, default=S, help="effective-number beta (0.999)")
     opt.add_argument("--focal-gamma", type=float, default=S)
     opt.add_argument("--patience", type=int, default=S, help="early stopping patience in epochs")
     opt.add_argument("--grad-clip", type=float, default=S)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -208,6 +209,18 @@ _WRITERS = {
 }
 
 
+def _thin_minority(items: Items, keep_one_in: int) -> Items:
+    """Keep every training scene of class 0 and one in ``keep_one_in`` of each other class's."""
+    seen: Counter[int] = Counter()
+    for i, scene, split in items:
+        cls = scene.objects[0].cls
+        if split == "train" and cls != 0:
+            seen[cls] += 1
+            if (seen[cls] - 1) % keep_one_in:
+                continue
+        yield i, scene, split
+
+
 def write_synthetic(
     out: str | Path,
     n: int = 1000,
@@ -216,18 +229,26 @@ def write_synthetic(
     fmt: str = "imagefolder",
     splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
     max_objects: int = 4,
+    imbalance: int = 1,
 ) -> Path:
     """Generate ``n`` shapes scenes and write them to the new or empty folder ``out`` as ``fmt``.
 
     imagefolder uses single-object scenes, the other formats 1..``max_objects`` objects per scene.
-    Splits with fraction 0 are not written (csv ignores ``splits``). Returns ``out`` as a Path.
+    Splits with fraction 0 are not written (csv ignores ``splits``). ``imbalance`` k > 1 (imagefolder
+    only) keeps one in k training images of every class but the first, an imbalance of k:1 in 'train'
+    (val and test stay balanced, so macro metrics show what the rare classes lost). Returns ``out``.
     """
     check_choice("synthetic data format", fmt, FORMATS)
+    if not isinstance(imbalance, int) or imbalance < 1:
+        raise ConfigError(f"--imbalance {imbalance!r}: must be a whole number >= 1 (e.g. 10 for 10:1)")
+    if imbalance > 1 and fmt != "imagefolder":
+        raise ConfigError(f"--imbalance needs --format imagefolder (single-label classes), not {fmt}")
     split_of = _split_of(n, seed, splits)
     active = [s for s, frac in zip(SPLITS, splits, strict=True) if frac > 0]
     scenes = generate(n, imgsz, seed, single_object=fmt == "imagefolder", max_objects=max_objects)
     out = _prepare(out)
-    _WRITERS[fmt](out, ((i, sc, split_of[i]) for i, sc in enumerate(scenes)), active)
+    items = ((i, sc, split_of[i]) for i, sc in enumerate(scenes))
+    _WRITERS[fmt](out, _thin_minority(items, imbalance) if imbalance > 1 else items, active)
     _write_readme(out, n, imgsz, seed, fmt, splits, max_objects)
     return out
 

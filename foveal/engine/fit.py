@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +21,9 @@ from foveal.errors import CheckpointError, ConfigError, check_choice
 from foveal.serialize import dumps
 from foveal.tasks import get_task
 from foveal.tasks.base import Task
+
+if TYPE_CHECKING:
+    from torch.utils.data import Sampler
 
 log = logging.getLogger("foveal")
 
@@ -138,7 +141,9 @@ def train(
         )
     history = History(run_dir / "history.json")
     module = _build_module(task_obj, cfg)
-    train_loader = make_loader(task_obj, splits["train"], "train", cfg.batch, cfg.workers, cfg.seed)
+    train_loader = make_loader(
+        task_obj, splits["train"], "train", cfg.batch, cfg.workers, cfg.seed, _sampler(task_obj, splits, cfg)
+    )
     val_loader = make_loader(task_obj, splits.get("val", []), "val", cfg.batch, cfg.workers)
     trainer = build_trainer(cfg, task_obj, run_dir, history)
     if cfg.lr == "auto":
@@ -155,6 +160,18 @@ def train(
         best = last
     metrics = _finish(run_dir, best, splits, cfg, history, time.perf_counter() - start)
     return TrainResult(run_dir, best, last, metrics)
+
+
+def _sampler(task: Task, splits: dict[str, list[Sample]], cfg: TrainConfig) -> Sampler[int] | None:
+    """The class-balancing training sampler of ``--balance oversample|undersample`` (else None)."""
+    if cfg.balance not in ("oversample", "undersample"):
+        return None
+    from foveal.data.balance import make_sampler
+
+    labels = task.balance_labels(splits["train"])
+    sampler = make_sampler(labels, len(task.meta["class_names"]), cfg.balance, cfg.seed)
+    log.info("--balance %s: %d draws per epoch of %d images", cfg.balance, len(sampler), len(labels))
+    return sampler
 
 
 def _finish(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from foveal.data.sample import Sample
 from foveal.tasks.base import Task
@@ -32,9 +32,16 @@ def default_workers() -> int:
 
 
 def make_loader(
-    task: Task, samples: Sequence[Sample], split: str, batch: int, workers: int | None = None, seed: int = 0
+    task: Task,
+    samples: Sequence[Sample],
+    split: str,
+    batch: int,
+    workers: int | None = None,
+    seed: int = 0,
+    sampler: Sampler[int] | None = None,
 ) -> DataLoader:
-    """A loader for ``split`` ('train' shuffles, drops a last batch of one and augments)."""
+    """A loader for ``split`` ('train' shuffles, or draws with ``sampler``, drops a last batch of one and
+    augments)."""
     workers = default_workers() if workers is None else workers
     dataset = TaskDataset(task, samples, task.transforms(split))
     training = split == "train"
@@ -42,10 +49,11 @@ def make_loader(
     return DataLoader(
         dataset,
         batch_size=batch,
-        shuffle=training,
+        shuffle=training and sampler is None,
+        sampler=sampler,
         num_workers=workers,
         collate_fn=task.collate,
-        drop_last=training and len(dataset) % batch == 1,
+        drop_last=training and (len(sampler) if sampler is not None else len(dataset)) % batch == 1,
         persistent_workers=workers > 0 and training,
         generator=generator,
         pin_memory=torch.cuda.is_available(),

@@ -6,13 +6,13 @@ floats (soft probabilities from MixUp/CutMix for single-label, 0/1 for multilabe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from foveal.errors import ConfigError, DataError, check_choice
+from foveal.errors import ConfigError, check_choice
 
 LOSS_NAMES = ("ce", "bce", "focal")
 REDUCTIONS = ("mean", "sum", "none")
@@ -157,21 +157,3 @@ def build_classification_loss(
     if name == "bce":
         return BCEWithLogits(weight=class_weights, label_smoothing=label_smoothing)
     return FocalLoss(gamma=gamma, alpha=class_weights, multilabel=multilabel, label_smoothing=label_smoothing)
-
-
-def class_weights_from_counts(counts: Sequence[int]) -> Tensor:
-    """Inverse-frequency class weights (C,), float32, proportional to ``1 / count``.
-
-    The weights of the classes with samples average to 1 (scikit-learn's "balanced" weights rescaled);
-    a class with no sample gets weight 0.
-    """
-    counts_t = torch.as_tensor(list(counts), dtype=torch.float64)
-    if counts_t.ndim != 1 or counts_t.numel() == 0 or bool((counts_t < 0).any()):
-        raise DataError(f"class counts must be a non-empty list of non-negative numbers, got {list(counts)}")
-    seen = counts_t > 0
-    if not bool(seen.any()):
-        raise DataError("every class count is 0: the dataset has no labelled samples")
-    weights = torch.zeros_like(counts_t)
-    inverse = 1.0 / counts_t[seen]
-    weights[seen] = inverse / inverse.mean()
-    return weights.float()

@@ -58,6 +58,12 @@ class Task(ABC):
     def item(self, sample: Sample, transform: Callable) -> tuple[Tensor, Any]:
         """Decode ``sample`` and return (image tensor (3,H,W), encoded target)."""
 
+    def balance_labels(self, samples: Sequence[Sample]) -> list[list[int]]:
+        """The class indices each sample carries, for ``--balance oversample|undersample``."""
+        from foveal.errors import ConfigError
+
+        raise ConfigError(f"--balance is not supported for --task {self.name}; use --balance none")
+
     def collate(self, batch: Sequence[tuple[Tensor, Any]]) -> tuple[Tensor, Any]:
         """Stack a list of items into a batch."""
         return torch.utils.data.default_collate(batch)

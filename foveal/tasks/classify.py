@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,13 +67,14 @@ class ClassifyTask(Task):
         if not data.split("train"):
             raise DataError(f"{config.data}: no training images found; add images to the train split")
         weights = None
-        if config.class_weights:
-            from foveal.losses.focal import class_weights_from_counts
+        if config.balance == "weights":
+            from foveal.data.balance import class_weights
 
             counts: Counter[int] = Counter()
             for sample in data.split("train"):
-                counts.update(sample.label if isinstance(sample.label, list) else [sample.label])
-            weights = class_weights_from_counts([counts[i] for i in range(len(data.class_names))]).tolist()
+                counts.update(_labels_of(sample))
+            per_class = [counts[i] for i in range(len(data.class_names))]
+            weights = class_weights(per_class, config.balance_weights, config.balance_beta)
         meta = {
             "task": cls.name,
             "kind": data.kind,
@@ -107,6 +108,9 @@ class ClassifyTask(Task):
                 f"choose --split from those"
             )
         return samples
+
+    def balance_labels(self, samples: Sequence[Sample]) -> list[list[int]]:
+        return [_labels_of(s) for s in samples]
 
     def transforms(self, split: str) -> Callable:
         aug = self.meta["aug"] if split == "train" else None
@@ -220,3 +224,10 @@ class ClassifyTask(Task):
         for i, line in enumerate(lines):
             draw.text((4, 2 + 12 * i), line, fill=(255, 255, 255))
         return canvas
+
+
+def _labels_of(sample: Sample) -> list[int]:
+    """The class indices of a sample: its label, or its labels (multilabel)."""
+    if sample.label is None:
+        return []
+    return list(sample.label) if isinstance(sample.label, list) else [sample.label]

@@ -26,7 +26,7 @@ from foveal.data.imageio import load_rgb
 from foveal.data.sample import Sample
 from foveal.data.splits import stratified_split
 from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resolve_aug
-from foveal.errors import DataError
+from foveal.errors import ConfigError, DataError
 from foveal.tasks.base import Task
 
 Target = dict[str, Tensor]
@@ -82,6 +82,10 @@ class DetectTask(Task):
     def class_names(self) -> list[str]:
         return self.meta["class_names"]
 
+    def balance_labels(self, samples: Sequence[Sample]) -> list[list[int]]:
+        """Object classes per image (repeat-factor style: an image is as rare as its rarest class)."""
+        return [sorted({int(o["label"]) for o in s.objects or []}) for s in samples]
+
     @property
     def channels_last(self) -> bool:
         # torchvision's R-CNN heads .view() their feature maps, which fails on channels-last tensors
@@ -111,6 +115,11 @@ class DetectTask(Task):
         for name, part in splits.items():
             if name != "val" or config.val is None:
                 _label_objects(part, data.categories, data.classes, config.data)
+        if config.balance == "weights":
+            raise ConfigError(
+                "--balance weights is not supported for detection losses; use --balance oversample "
+                "(images sampled by their rarest object class)"
+            )
         meta = {
             "task": cls.name,
             "class_names": list(data.classes),

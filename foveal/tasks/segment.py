@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,12 @@ class SegmentTask(Task):
                 f"{config.data}: --kind binary needs background + one class, found {n}: {spec.class_names}"
             )
         kind = config.kind if config.kind != "auto" else ("binary" if n == 2 else "multiclass")
+        weights = None
+        if config.balance == "weights":
+            from foveal.data.balance import class_weights
+
+            pixels = _pixel_counts(splits["train"], spec)
+            weights = class_weights(pixels, config.balance_weights, config.balance_beta)
         meta = {
             "task": cls.name,
             "kind": kind,
@@ -112,6 +119,7 @@ class SegmentTask(Task):
             "std": list(IMAGENET_STD),
             "aug": aug,
             "loss": "ce+dice" if config.loss == "auto" else config.loss,
+            "class_weights": weights,
         }
         return splits, meta
 
@@ -128,6 +136,19 @@ class SegmentTask(Task):
             f"{data}: no '{split}' split found (present: {', '.join(present) or 'none'}); "
             "choose --split from those"
         )
+
+    def balance_labels(self, samples: Sequence[Sample]) -> list[list[int]]:
+        """Classes present in each mask (background left out when another class is present)."""
+        from foveal.data.seg_loading import decode_target
+
+        spec, ignore = self._spec(), self.ignore_index
+
+        def present(sample: Sample) -> list[int]:
+            values = [int(v) for v in np.unique(decode_target(sample, spec)) if v != ignore]
+            return [v for v in values if v != 0] or values
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(present, samples))
 
     def _spec(self):
         from foveal.data.formats.masks import MaskSpec
@@ -171,6 +192,7 @@ class SegmentTask(Task):
                 binary=self.binary,
                 num_classes=len(self.class_names),
                 ignore_index=self.ignore_index,
+                class_weights=self.meta.get("class_weights"),
             )
         return self._loss(outputs, targets)
 
@@ -298,3 +320,17 @@ class SegmentTask(Task):
         from foveal.report.seg_plots import overlay
 
         return Image.fromarray(overlay(np.asarray(image), prediction.mask, self.colours()))
+
+
+def _pixel_counts(samples: Sequence[Sample], spec: Any) -> list[int]:
+    """Labelled pixels per class over ``samples`` (ignored pixels left out), for loss weights."""
+    from foveal.data.seg_loading import decode_target
+
+    n = len(spec.class_names)
+
+    def count(sample: Sample) -> np.ndarray:
+        target = decode_target(sample, spec)
+        return np.bincount(target[target < n].ravel(), minlength=n)[:n]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return [int(v) for v in sum(pool.map(count, samples), np.zeros(n, dtype=np.int64))]
