@@ -14,7 +14,7 @@ from foveal.serialize import dumps
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from foveal.cli import baseline, calibrate, data, demo, evaluate, explain, gallery, models, train
+    from foveal.cli import baseline, calibrate, cv, data, demo, evaluate, explain, gallery, models, train
 
     parser = argparse.ArgumentParser(
         prog="foveal",
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"foveal {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and full tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (train, evaluate, calibrate, explain, baseline, data, gallery, models, demo):
+    for module in (train, cv, evaluate, calibrate, explain, baseline, data, gallery, models, demo):
         module.add_parsers(commands)
     return parser
 

@@ -1,0 +1,1 @@
+"""Analyses beside the deep models: classical baselines scored with the same metrics."""
