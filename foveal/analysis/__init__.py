@@ -1,1 +1,2 @@
-"""Analyses beside the deep models: classical baselines scored with the same metrics."""
+"""Evaluation and understanding beside training: cross-validation, ensembles, calibration, error analysis
+and classical baselines, all scored with the tasks' own metrics."""

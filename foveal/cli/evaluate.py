@@ -26,7 +26,14 @@ def run_val(args: argparse.Namespace) -> dict[str, Any]:
         return metrics
     if args.weights is None:
         raise ConfigError("foveal val needs --weights CKPT (or --predictions RESULTS.json for detection)")
-    metrics = evaluate(
+    evaluate_fn: Any = evaluate
+    if args.errors is not None:  # error analysis (foveal.analysis.errors) from the same inference
+        from functools import partial
+
+        from foveal.analysis.errors import evaluate_errors
+
+        evaluate_fn = partial(evaluate_errors, out=_errors_folder(args))
+    metrics = evaluate_fn(
         args.weights,
         args.data,
         split=args.split,
@@ -40,7 +47,47 @@ def run_val(args: argparse.Namespace) -> dict[str, Any]:
     )
     if not args.json:
         print_metrics(metrics, title=f"{args.weights} on {args.data} ({args.split})")
+        if "errors" in metrics:
+            errors = metrics["errors"]
+            print(f"error analysis: {errors.get('json')}, plots: {', '.join(errors['plots']) or 'none'}")
+    if args.tta is not None:
+        metrics["tta"] = _val_tta(args, metrics)
     return metrics
+
+
+def _val_tta(args: argparse.Namespace, single: dict[str, Any]) -> dict[str, Any]:
+    """Metrics with TTA beside the single pass; saved as the run's comparisons/tta.json."""
+    from foveal.atomic import atomic_write_text
+    from foveal.cli.show import print_metrics
+    from foveal.engine.evaluation import evaluate
+    from foveal.report.html import refresh_report, run_folder
+    from foveal.serialize import dumps
+
+    tta = evaluate(
+        args.weights, args.data, split=args.split, task=args.task, batch=args.batch, workers=args.workers,
+        device=args.device, fmt=args.format, on_bad_image=args.on_bad_image, tta=args.tta,
+    )  # fmt: skip
+    if not args.json:
+        print_metrics(tta, title=f"with TTA ({args.tta}) on {args.data} ({args.split})")
+    run = run_folder(args.weights)
+    if run is not None:
+        doc = {"tta": args.tta, "split": args.split, "data": str(args.data), "metrics": tta, "single": single}
+        atomic_write_text(run / "comparisons" / "tta.json", dumps(doc, indent=1))
+        refresh_report(run)
+    return tta
+
+
+def _errors_folder(args: argparse.Namespace) -> str:
+    """``--errors DIR``; bare ``--errors``: the ``--plots`` folder, else a new ``runs/<task>/errors[-N]``."""
+    if args.errors != "auto":
+        return args.errors
+    if args.plots is not None:
+        return args.plots
+    from foveal.engine.checkpoint import read_checkpoint
+    from foveal.engine.rundir import new_run_dir
+
+    task = read_checkpoint(args.weights)["foveal"]["meta"].get("task", "run")
+    return str(new_run_dir(f"runs/{task}", "errors"))
 
 
 def run_predict(args: argparse.Namespace) -> dict[str, Any]:
@@ -68,6 +115,7 @@ def run_predict(args: argparse.Namespace) -> dict[str, Any]:
         loaded,
         args.sources,
         out=out,
+        tta=args.tta,
         batch=args.batch,
         workers=args.workers,
         device=args.device,
@@ -95,6 +143,14 @@ def _common(p: argparse.ArgumentParser, weights_required: bool = True) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--on-bad-image", default="error", help="error | skip")
     p.add_argument("--json", action="store_true", help="print one JSON object/array on stdout")
+    p.add_argument(
+        "--tta",
+        nargs="?",
+        const="hflip",
+        default=None,
+        metavar="VIEWS",
+        help="test-time augmentation: hflip (bare --tta), vflip, scale, comma-separated",
+    )
 
 
 def add_parsers(commands: Any) -> None:
@@ -107,6 +163,15 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--split", default="val", help="val | test | train")
     p.add_argument("--format", default="auto")
     p.add_argument("--plots", default=None, help="folder for evaluation plots")
+    p.add_argument(
+        "--errors",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="DIR",
+        help="also write errors.json and error plots (top losses, false positives/negatives) into DIR "
+        "(bare: the --plots folder, else a new runs/<task>/errors-N)",
+    )
     p.set_defaults(func=run_val)
     p = commands.add_parser("predict", help="predict image files, folders or globs")
     _common(p)

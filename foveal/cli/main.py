@@ -14,7 +14,20 @@ from foveal.serialize import dumps
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from foveal.cli import baseline, calibrate, cv, data, demo, evaluate, explain, gallery, models, train
+    from foveal.cli import (
+        baseline,
+        calibrate,
+        cv,
+        data,
+        demo,
+        ensemble,
+        evaluate,
+        explain,
+        gallery,
+        models,
+        report,
+        train,
+    )
 
     parser = argparse.ArgumentParser(
         prog="foveal",
@@ -23,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"foveal {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and full tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (train, cv, evaluate, calibrate, explain, baseline, data, gallery, models, demo):
+    # the order of `foveal --help`: the workflow from training to understanding, then tools
+    order = (train, cv, evaluate, ensemble, calibrate, explain, baseline, report, data, gallery, models, demo)
+    for module in order:
         module.add_parsers(commands)
     return parser
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from foveal.atomic import atomic_write_text
 from foveal.data.checks import drop_unreadable
@@ -33,13 +34,15 @@ def evaluate(
     fmt: str = "auto",
     on_bad_image: str = "error",
     plots: str | Path | None = None,
+    tta: str | bool | None = None,
 ) -> dict[str, Any]:
     """Metrics of checkpoint ``weights`` (a path, or a model from :func:`foveal.load`) on ``split`` of
     ``data`` (same keys as a run's metrics.json). ``plots`` (a folder) also writes the task's plots.
+    ``tta``: test-time augmentation views (see ``foveal.engine.merge``), e.g. "hflip" or "hflip,vflip".
     """
     loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
     samples = drop_unreadable(loaded.task.load_eval_data(str(data), split, fmt), on_bad_image)
-    kept, predictions = run_model(loaded.task, loaded.model, samples, batch, workers, device)
+    kept, predictions = run_model(loaded.task, with_tta(loaded, tta), samples, batch, workers, device)
     metrics = loaded.task.compute_metrics(kept)
     if plots is not None:
         metrics["plots"] = loaded.task.plots(kept, metrics, str(plots), samples, predictions)
@@ -57,6 +60,7 @@ def predict(
     device: str = "auto",
     on_bad_image: str = "error",
     render: bool = False,
+    tta: str | bool | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Predict every image in ``sources`` (files, folders, globs) with checkpoint ``weights`` (a path, or
@@ -67,7 +71,8 @@ def predict(
     {"path", **prediction} (segmentation rows carry the class mask as a numpy array under "mask").
     With ``out``, writes ``predictions.json`` and ``predictions.csv`` (arrays left out) and the
     task's per-image files (segment: mask and overlay PNGs; ``render``: overlays for every task)
-    into that folder; ``out="auto"`` picks a new folder ``runs/<task>/predict[-N]``.
+    into that folder; ``out="auto"`` picks a new folder ``runs/<task>/predict[-N]``. ``tta``: as in
+    :func:`evaluate`.
     """
     loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
     if out == "auto":
@@ -75,7 +80,7 @@ def predict(
     paths = expand_sources([sources] if isinstance(sources, str) else list(sources))
     samples = drop_unreadable([Sample(str(p)) for p in paths], on_bad_image)
     _, predictions = run_model(
-        loaded.task, loaded.model, samples, batch, workers, device, keep=False, **options
+        loaded.task, with_tta(loaded, tta), samples, batch, workers, device, keep=False, **options
     )
     rows = []
     for i, (sample, prediction) in enumerate(zip(samples, predictions)):
@@ -90,6 +95,14 @@ def predict(
         loaded.task.write_predictions(rows, Path(out))
         log.info("predictions written to %s (predictions.json, predictions.csv)", out)
     return rows
+
+
+def with_tta(loaded: Loaded, tta: str | bool | None) -> torch.nn.Module:
+    """The loaded model, wrapped to merge the ``tta`` views when asked."""
+    from foveal.engine.merge import MergedModel, parse_tta
+
+    views = parse_tta(tta)
+    return MergedModel(loaded.task, [loaded.model], views) if views else loaded.model
 
 
 def prediction_folder(loaded: Loaded) -> Path:

@@ -190,7 +190,7 @@ def _finish(
 
     loaded = load(best)
     results: dict[str, Any] = {}
-    plots = [str(p) for p in plot_history(history.rows, run_dir / "plots")]
+    plot_history(history.rows, run_dir / "plots")
     for split in ("val", "test"):
         if splits.get(split):
             kept, predictions = run_model(
@@ -198,8 +198,12 @@ def _finish(
             )
             results[split] = loaded.task.compute_metrics(kept)
             if split == "val":
-                plots += loaded.task.plots(
-                    kept, results[split], str(run_dir / "plots"), splits[split], predictions
+                loaded.task.plots(kept, results[split], str(run_dir / "plots"), splits[split], predictions)
+                # error analysis: errors.json, plots/top_losses.png + reliability.png (detect: false_*.png)
+                from foveal.analysis.errors import write_errors
+
+                write_errors(
+                    loaded.task, kept, results[split], splits[split], predictions, run_dir, run_dir / "plots"
                 )
     metrics = {
         **results.get("val", {}),
@@ -211,5 +215,25 @@ def _finish(
         "history": history.rows,
     }
     atomic_write_text(run_dir / "metrics.json", dumps(metrics, indent=2))
-    write_report(run_dir, loaded.task.name, cfg.to_dict(), metrics, plots)
+    atomic_write_text(run_dir / "data.json", dumps(_data_summary(loaded.task, splits), indent=1))
+    write_report(run_dir)
     return metrics
+
+
+def _data_summary(task: Task, splits: dict[str, list[Sample]]) -> dict[str, Any]:
+    """Images per split and labels per class (images for classification, objects for detection; masks
+    are not decoded for this, so segmentation gives image counts only)."""
+    names = task.meta.get("class_names", [])
+    summary: dict[str, Any] = {"splits": {}}
+    for split, samples in splits.items():
+        counts: dict[str, int] = {}
+        for sample in samples:
+            if isinstance(sample.label, list | int):
+                found = sample.label if isinstance(sample.label, list) else [sample.label]
+            else:
+                found = [o["label"] for o in sample.objects or [] if "label" in o]
+            for index in found:
+                counts[names[index]] = counts.get(names[index], 0) + 1
+        summary["splits"][split] = {"images": len(samples), "classes": counts}
+    summary["count_unit"] = "objects" if task.name in ("detect", "instance", "pose") else "images"
+    return summary

@@ -64,6 +64,19 @@ class Task(ABC):
 
         raise ConfigError(f"--balance is not supported for --task {self.name}; use --balance none")
 
+    def unview(self, outputs: Any, view: Any, viewed: tuple[int, int], size: tuple[int, int]) -> Any:
+        """Map ``forward`` outputs of a TTA view (``foveal.engine.merge.View``) of the (H, W) = ``size``
+        batch, which the model saw at ``viewed`` (h, w), back to the original geometry."""
+        from foveal.errors import ConfigError
+
+        raise ConfigError(f"--tta is not supported for --task {self.name}")
+
+    def merge(self, outputs: list[Any], weights: list[float], method: str = "mean") -> Any:
+        """Merge several ``forward`` outputs of one batch (TTA views, ensemble members) into one."""
+        from foveal.errors import ConfigError
+
+        raise ConfigError(f"--tta and ensembles are not supported for --task {self.name}")
+
     def collate(self, batch: Sequence[tuple[Tensor, Any]]) -> tuple[Tensor, Any]:
         """Stack a list of items into a batch."""
         return torch.utils.data.default_collate(batch)

@@ -157,23 +157,35 @@ class ClassifyTask(Task):
         return {"loss": self._loss_fn()(outputs, targets)}
 
     def probabilities(self, logits: Tensor) -> Tensor:
-        """(B, C) logits -> (B, C) probabilities (sigmoid for multilabel, else softmax)."""
-        return logits.float().sigmoid() if self.multilabel else logits.float().softmax(dim=1)
+        """(B, C) logits -> (B, C) probabilities (sigmoid for multilabel, else softmax) of the logits
+        divided by the checkpoint's ``temperature`` (1 until ``foveal calibrate`` fits one)."""
+        logits = logits.float() / float(self.meta.get("temperature", 1.0))  # calibration (temperature)
+        return logits.sigmoid() if self.multilabel else logits.softmax(dim=1)
 
     def step_outputs(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        return {"probs": self.probabilities(outputs).detach(), "targets": targets.detach()}
+        # "logits" are the raw (B, C) model outputs, before the temperature: calibration fits on them
+        return {
+            "probs": self.probabilities(outputs).detach(),
+            "logits": outputs.detach().float(),
+            "targets": targets.detach(),
+        }
 
     def compute_metrics(self, kept: dict[str, Tensor]) -> dict[str, Any]:
         from foveal.metrics.classification import classification_metrics
 
         threshold = self.meta["thresholds"] if self.multilabel else 0.5
-        return classification_metrics(
+        metrics = classification_metrics(
             kept["probs"].cpu(),
             kept["targets"].cpu(),
             self.meta["kind"],
             self.class_names,
             threshold=threshold,
         )
+        # calibration: expected calibration error of the (temperature-scaled) probabilities
+        from foveal.analysis.calibration import expected_calibration_error
+
+        metrics["ece"] = round(expected_calibration_error(kept["probs"], kept["targets"]), 7)
+        return metrics
 
     def plots(self, kept: dict[str, Tensor], metrics: dict[str, Any], out_dir: str, *_: Any) -> list[str]:
         from foveal.report.plots import plot_confusion_matrix, plot_pr, plot_roc
@@ -195,6 +207,24 @@ class ClassifyTask(Task):
         return [str(p) for p in paths]
 
     # -- prediction ---------------------------------------------------------------------------
+    def unview(self, outputs: Tensor, view: Any, viewed: tuple[int, int], size: tuple[int, int]) -> Tensor:
+        return outputs  # a class does not move with the image
+
+    def merge(self, outputs: list[Tensor], weights: list[float], method: str = "mean") -> Tensor:
+        """Weighted mean of the members' probabilities (``vote``: of their decisions), returned as logits
+        that ``probabilities`` maps back to that mean."""
+        probs = torch.stack([self.probabilities(o) for o in outputs])  # (M, B, C)
+        if method == "vote":
+            if self.multilabel:
+                probs = (probs >= torch.tensor(self.meta["thresholds"], device=probs.device)).float()
+            else:
+                probs = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).float()
+        w = torch.tensor(weights, dtype=probs.dtype, device=probs.device)
+        mean = (w[:, None, None] * probs).sum(0) / w.sum()
+        mean = mean.clamp(1e-7, 1 - 1e-7)
+        temperature = float(self.meta.get("temperature", 1.0))
+        return temperature * (torch.logit(mean) if self.multilabel else mean.log())
+
     def postprocess(self, outputs: Tensor, topk: int = 5, **options: Any) -> list[ClassPrediction]:
         probs = self.probabilities(outputs).cpu()
         names = self.class_names

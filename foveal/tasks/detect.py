@@ -234,6 +234,33 @@ class DetectTask(Task):
             return model(images, [{k: t[k] for k in keys if k in t} for t in targets])
         return model(images)
 
+    def _boxes_only(self, what: str) -> None:
+        if self.masks or self.keypoints:
+            raise ConfigError(f"{what} merge boxes only; --task {self.name} predicts masks/keypoints too")
+
+    def unview(self, outputs: Any, view: Any, viewed: tuple[int, int], size: tuple[int, int]) -> Any:
+        self._boxes_only("--tta views")
+        return [{**o, "boxes": view.invert_boxes(o["boxes"], tuple(viewed), size)} for o in outputs]
+
+    def merge(self, outputs: list[Any], weights: list[float], method: str = "mean") -> Any:
+        """Weighted boxes fusion (IoU 0.55, average confidence) per image over members and views."""
+        from foveal.ops.boxes import weighted_boxes_fusion
+
+        self._boxes_only("TTA and ensembles")
+        if method == "vote":
+            raise ConfigError("--method vote is for classify/segment; detections merge by boxes fusion")
+        merged = []
+        for per_image in zip(*outputs, strict=True):
+            boxes, scores, labels = weighted_boxes_fusion(
+                [o["boxes"] for o in per_image],
+                [o["scores"] for o in per_image],
+                [o["labels"] for o in per_image],
+                weights=weights,
+                iou_threshold=0.55,
+            )
+            merged.append({"boxes": boxes, "scores": scores, "labels": labels})
+        return merged
+
     def loss(self, outputs: Any, targets: Any) -> dict[str, Tensor]:
         if not isinstance(outputs, dict):
             return {}  # eval mode: detections, no losses

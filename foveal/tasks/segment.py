@@ -202,6 +202,25 @@ class SegmentTask(Task):
             return (logits[:, 0] > 0).long()
         return logits.argmax(dim=1)
 
+    def unview(self, outputs: Tensor, view: Any, viewed: tuple[int, int], size: tuple[int, int]) -> Tensor:
+        return view.invert_map(outputs, size)
+
+    def merge(self, outputs: list[Tensor], weights: list[float], method: str = "mean") -> Tensor:
+        """Per-pixel weighted mean of the members' probabilities (``vote``: of their class maps), as
+        logits whose ``class_map`` is the merged decision."""
+        if method == "vote":
+            n = 2 if self.binary else len(self.class_names)
+            one_hot = torch.nn.functional.one_hot
+            probs = torch.stack([one_hot(self.class_map(o), n).permute(0, 3, 1, 2).float() for o in outputs])
+            if self.binary:
+                probs = probs[:, :, 1:]
+        else:
+            to_probs = (lambda o: o.float().sigmoid()) if self.binary else (lambda o: o.float().softmax(1))
+            probs = torch.stack([to_probs(o) for o in outputs])
+        w = torch.tensor(weights, dtype=probs.dtype, device=probs.device)
+        mean = ((w[:, None, None, None, None] * probs).sum(0) / w.sum()).clamp(1e-7, 1 - 1e-7)
+        return torch.logit(mean) if self.binary else mean.log()
+
     def step_outputs(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
         from foveal.metrics.segmentation import confusion_matrix
 
