@@ -23,6 +23,17 @@ _API = {
     "lr_find": "foveal.engine.lr_find",
     "list_models": "foveal.models.registry",
     "write_synthetic": "foveal.data.synth_writers",
+    "cross_validate": "foveal.analysis.cv",
+    "ensemble": "foveal.analysis.ensemble",
+    "calibrate": "foveal.analysis.calibration",
+    "baseline": "foveal.analysis.baseline",
+    "explain": "foveal.explain.saliency",
+    "features": "foveal.explain.features",
+    "check_dataset": "foveal.data.health",
+    "eda_dataset": "foveal.data.eda",
+    "split_dataset": "foveal.data.splitting",
+    "write_gallery": "foveal.report.gallery",
+    "write_report": "foveal.report.html",
     "FovealError": "foveal.errors",
 }
 
