@@ -20,6 +20,7 @@ from foveal.analysis.errors import (
 )
 from foveal.cli.main import main
 from foveal.data.sample import Sample
+from foveal.data.synth_writers import write_synthetic
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -225,3 +226,30 @@ def test_val_errors_flag_writes_the_same_analysis(
     )
     assert written["confused_pairs"] == trained["confused_pairs"]
     assert (out / "top_losses.png").read_bytes()[:8] == PNG
+
+
+def test_segmentation_worst_images_by_per_image_miou(tmp_path: Path) -> None:
+    """Training a tiny segmenter writes worst_images (sorted by per-image mIoU, checked against sklearn)."""
+    from sklearn.metrics import jaccard_score
+
+    from foveal.data.seg_loading import decode_target
+    from foveal.engine.checkpoint import load
+    from foveal.engine.evaluation import predict
+
+    data = write_synthetic(tmp_path / "masks", n=24, imgsz=32, seed=4, fmt="masks")
+    run = foveal.train(
+        task="segment", data=str(data), model="unet", model_options={"width": 8, "depth": 2}, epochs=1,
+        imgsz=32, batch=8, workers=0, progress=False, project=str(tmp_path / "runs"),
+    ).run_dir  # fmt: skip
+    doc = json.loads((run / "errors.json").read_text())
+    worst = doc["worst_images"]
+    assert worst and [r["miou"] for r in worst] == sorted(r["miou"] for r in worst)
+    assert (run / "plots" / "worst_images.png").is_file()
+    loaded = load(run / "checkpoints" / "best.ckpt")
+    row = predict(loaded, [worst[0]["path"]], workers=0)[0]
+    image = Path(worst[0]["path"])
+    mask = image.parent.parent / "masks" / image.name  # synth masks layout: <split>/images, <split>/masks
+    target = decode_target(Sample(str(image), mask=str(mask)), loaded.task._spec())
+    present = np.union1d(np.unique(target), np.unique(row["mask"]))
+    expected = jaccard_score(target.ravel(), row["mask"].ravel(), labels=present, average="macro")
+    assert worst[0]["miou"] == pytest.approx(expected)

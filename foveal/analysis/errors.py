@@ -374,7 +374,8 @@ def write_errors(
     the reliability diagram ``plots_dir/reliability.png``;
     detect (instance, pose): false positive / negative counts by kind, the first rows of each,
     ``confused_pairs`` (with 'background'), ``false_positives.png`` and ``false_negatives.png``;
-    segment: ``confused_pairs`` of pixels (its kept outputs are per batch, not per image). Returns
+    segment: ``confused_pairs`` of pixels and the ``worst_images`` by per-image mIoU with
+    ``worst_images.png`` (image | target | prediction). Returns
     {"json": path, "plots": [paths]} (other tasks: nothing written, no "json").
     """
     from foveal.atomic import atomic_write_text
@@ -416,11 +417,56 @@ def write_errors(
             str(detection_errors_grid(false_neg[:n], plots_dir / "false_negatives.png", "False negatives"))
         )
     elif name == "segment" and "confusion_matrix" in metrics:
-        report = {"task": name, "confused_pairs": _pairs(metrics["confusion_matrix"], task.class_names)}
+        worst = worst_segmentations(task, samples, predictions, n)
+        report = {
+            "task": name,
+            "confused_pairs": _pairs(metrics["confusion_matrix"], task.class_names),
+            "worst_images": [{k: v for k, v in row.items() if k != "maps"} for row in worst],
+        }
+        if worst:
+            plots.append(str(worst_segmentations_grid(task, worst, plots_dir / "worst_images.png")))
     else:
         return {"plots": plots}
     path = atomic_write_text(out_dir / "errors.json", dumps(report, indent=1))
     return {"json": str(path), "plots": plots}
+
+
+# -- segmentation -------------------------------------------------------------------------------
+def worst_segmentations(
+    task: Any, samples: Sequence[Sample], predictions: Sequence[Any], n: int = 16
+) -> list[dict[str, Any]]:
+    """The ``n`` images of lowest per-image mIoU (classes in the target or the prediction, ignored
+    pixels left out), worst first: {path, miou, pixel_accuracy, maps: (target, predicted) (H, W)}."""
+    from foveal.data.seg_loading import decode_target
+    from foveal.metrics.segmentation import mean_iou
+
+    spec, ignore = task._spec(), task.ignore_index
+    rows = []
+    for sample, prediction in zip(samples, predictions, strict=True):
+        predicted = task.finalize(prediction, sample).mask
+        target = decode_target(sample, spec, predicted.shape[::-1])
+        valid = target != ignore
+        accuracy = float((target[valid] == predicted[valid]).mean()) if valid.any() else 1.0
+        rows.append({"path": sample.path, "miou": mean_iou(target, predicted, ignore),
+                     "pixel_accuracy": accuracy, "maps": (target, predicted)})  # fmt: skip
+    return sorted(rows, key=lambda r: (r["miou"], r["path"]))[: max(0, n)]
+
+
+def worst_segmentations_grid(task: Any, rows: Sequence[dict[str, Any]], out_png: str | Path) -> Path:
+    """Image | target | prediction side by side for each of the ``worst_segmentations`` rows."""
+    from foveal.data.imageio import load_rgb
+    from foveal.report.seg_plots import class_colours, colourise
+
+    colours = class_colours(len(task.class_names))
+    images = []
+    for row in rows:
+        target, predicted = row["maps"]
+        image = np.asarray(load_rgb(row["path"]).resize(target.shape[::-1]))
+        images.append(np.concatenate([image, colourise(target, colours), colourise(predicted, colours)], 1))
+    titles = [f"{Path(r['path']).name}: mIoU {r['miou']:.2f}" for r in rows]
+    return image_grid(
+        images, titles, [WRONG] * len(rows), out_png, "Worst images (image | target | prediction)"
+    )
 
 
 def _thresholds(task: Any) -> float | list[float]:

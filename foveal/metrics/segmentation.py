@@ -110,3 +110,17 @@ def _ratios(numerator: np.ndarray, denominator: np.ndarray) -> list[float | None
 
 def _num(value: float) -> float:
     return round(float(value), 7)
+
+
+def mean_iou(target: np.ndarray, predicted: np.ndarray, ignore_index: int = 255) -> float:
+    """Per-image mIoU of (H, W) class maps: mean IoU over classes in either map, ignored pixels left out."""
+    valid = target != ignore_index
+    t, p = target[valid], predicted[valid]
+    classes = np.union1d(np.unique(t), np.unique(p))
+    if not len(classes):
+        return 1.0
+    return float(
+        np.mean(
+            [np.count_nonzero((t == c) & (p == c)) / np.count_nonzero((t == c) | (p == c)) for c in classes]
+        )
+    )

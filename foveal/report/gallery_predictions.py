@@ -13,6 +13,7 @@ from PIL import Image
 
 from foveal.data.index import DatasetIndex, Entry
 from foveal.errors import DataError
+from foveal.metrics.segmentation import mean_iou  # noqa: F401  (re-exported for the gallery)
 
 MIN_SCORE = 0.3
 """Predicted boxes below this score are neither drawn nor judged."""
@@ -225,17 +226,3 @@ def detection_mistake(objects: list[dict[str, Any]], detections: list[dict[str, 
         else:
             used[best] = True
     return sum(not u and not o.get("iscrowd") for u, o in zip(used, objects)), extra
-
-
-def mean_iou(target: np.ndarray, predicted: np.ndarray, ignore_index: int = 255) -> float:
-    """Per-image mIoU of (H, W) class maps: mean IoU over classes in either map, ignored pixels left out."""
-    valid = target != ignore_index
-    t, p = target[valid], predicted[valid]
-    classes = np.union1d(np.unique(t), np.unique(p))
-    if not len(classes):
-        return 1.0
-    return float(
-        np.mean(
-            [np.count_nonzero((t == c) & (p == c)) / np.count_nonzero((t == c) | (p == c)) for c in classes]
-        )
-    )

@@ -137,6 +137,10 @@ def _errors(doc: Any) -> str:
         parts.append(
             "<h3>Top losses</h3>" + _table(["image", "target", "prediction", "confidence", "loss"], rows)
         )
+    worst = [r for r in doc.get("worst_images") or [] if isinstance(r, dict)]
+    if worst:
+        rows = [[r.get("path"), r.get("miou"), r.get("pixel_accuracy")] for r in worst]
+        parts.append("<h3>Worst images</h3>" + _table(["image", "mIoU", "pixel accuracy"], rows))
     counts = {k: v for k, v in doc.items() if isinstance(v, int) and not isinstance(v, bool)}
     if counts:
         parts.append(_table(["count", "value"], [[k, v] for k, v in counts.items()]))
