@@ -60,3 +60,26 @@ def test_tta_and_ensemble_cli(cv_run, tmp_path: Path, capsys: pytest.CaptureFixt
         )
     else:
         assert main(["ensemble", "--weights", *ckpts, *common, "--method", "vote"]) == 2  # boxes: WBF only
+
+
+@pytest.mark.parametrize("task", ["instance", "pose"])
+def test_instance_and_pose_tta_and_ensemble(task: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import foveal
+
+    fmt = "yolo-seg" if task == "instance" else "yolo-pose"
+    data = write_synthetic(tmp_path / "data", n=24, imgsz=32, seed=2, fmt=fmt)
+    run = foveal.train(
+        task=task, data=str(data), epochs=1, imgsz=32, batch=8, workers=0, progress=False,
+        project=str(tmp_path / "runs"),
+    ).run_dir  # fmt: skip
+    ckpts = [str(run / "checkpoints" / name) for name in ("best.ckpt", "last.ckpt")]
+    common = ["--data", str(data), "--split", "val", "--workers", "0", "--json"]
+    metric = "segm_map50" if task == "instance" else "kpt_map50"
+    assert main(["ensemble", "--weights", *ckpts, *common, "--out", str(tmp_path / "e")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert 0.0 <= doc["metrics"][metric] <= 1.0 and len(doc["member_metrics"]) == 2
+    code = main(["val", "--weights", ckpts[0], "--task", task, *common, "--tta"])
+    if task == "instance":
+        assert code == 0 and 0.0 <= json.loads(capsys.readouterr().out)["tta"][metric] <= 1.0
+    else:  # the synthetic pose data has no flip_idx: a horizontal flip cannot restore left/right
+        assert code == 2 and "flip_idx" in capsys.readouterr().err

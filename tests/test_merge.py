@@ -22,7 +22,7 @@ from foveal.engine.merge import MergedModel, View, parse_tta
 from foveal.errors import ConfigError
 from foveal.ops.boxes import weighted_boxes_fusion
 from foveal.tasks.classify import ClassifyTask
-from foveal.tasks.detect import DetectTask
+from foveal.tasks.detect import DetectTask, InstanceTask, PoseTask
 from foveal.tasks.segment import SegmentTask
 
 
@@ -218,3 +218,30 @@ def test_val_and_predict_tta_cli(folds, tmp_path: Path, capsys: pytest.CaptureFi
         expected = torch.stack([loaded.task.probabilities(loaded.model(v)) for v in views]).mean(0)[0]
     got = torch.tensor([row["probs"][n] for n in loaded.task.class_names])
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_instance_and_pose_views_and_nms_merge() -> None:
+    task = InstanceTask({"class_names": ["a"], "model": "maskrcnn_resnet18"})
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 1:4, 0:2] = 1.0
+    seen = [{"boxes": torch.tensor([[0.0, 1.0, 2.0, 4.0]]), "scores": torch.tensor([0.8]),
+             "labels": torch.tensor([0]), "masks": mask}]  # fmt: skip
+    back = task.unview(seen, View(hflip=True), (8, 8), (8, 8))
+    torch.testing.assert_close(back[0]["boxes"], torch.tensor([[6.0, 1.0, 8.0, 4.0]]))
+    torch.testing.assert_close(back[0]["masks"], mask.flip(-1))
+    weaker = [{**seen[0], "scores": torch.tensor([0.5]), "boxes": torch.tensor([[6.0, 1.0, 8.0, 4.2]])}]
+    merged = task.merge([back, weaker], [1.0, 1.0])[0]  # overlapping boxes: the stronger one and its mask
+    assert merged["scores"].tolist() == [pytest.approx(0.8)]
+    torch.testing.assert_close(merged["masks"], mask.flip(-1))
+    pose = PoseTask({"class_names": ["p"], "model": "centernet", "flip_idx": [1, 0, 2]})
+    kps = torch.tensor([[[1.0, 2.0, 0.9], [3.0, 2.0, 0.8], [2.0, 5.0, 0.7]]])  # left, right, centre
+    out = [{"boxes": torch.tensor([[1.0, 2.0, 3.0, 5.0]]), "scores": torch.tensor([0.9]),
+            "labels": torch.tensor([0]), "keypoints": kps}]  # fmt: skip
+    back = pose.unview(out, View(hflip=True), (8, 8), (8, 8))[0]["keypoints"]
+    # what the flipped view calls "left" is the original right: x mirrored, then the order swapped
+    torch.testing.assert_close(back, torch.tensor([[[5.0, 2.0, 0.8], [7.0, 2.0, 0.9], [6.0, 5.0, 0.7]]]))
+    with pytest.raises(ConfigError, match="vflip"):
+        pose.unview(out, View(vflip=True), (8, 8), (8, 8))
+    no_pairs = PoseTask({"class_names": ["p"], "model": "centernet", "flip_idx": None})
+    with pytest.raises(ConfigError, match="flip_idx"):
+        no_pairs.unview(out, View(hflip=True), (8, 8), (8, 8))

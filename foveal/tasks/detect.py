@@ -234,31 +234,68 @@ class DetectTask(Task):
             return model(images, [{k: t[k] for k in keys if k in t} for t in targets])
         return model(images)
 
-    def _boxes_only(self, what: str) -> None:
-        if self.masks or self.keypoints:
-            raise ConfigError(f"{what} merge boxes only; --task {self.name} predicts masks/keypoints too")
-
     def unview(self, outputs: Any, view: Any, viewed: tuple[int, int], size: tuple[int, int]) -> Any:
-        self._boxes_only("--tta views")
-        return [{**o, "boxes": view.invert_boxes(o["boxes"], tuple(viewed), size)} for o in outputs]
+        """Boxes (and instance masks, keypoints) of a flipped / rescaled view back to the batch geometry;
+        keypoints of a horizontal flip are re-ordered by the dataset's ``flip_idx``."""
+        back = []
+        for out in outputs:
+            out = {**out, "boxes": view.invert_boxes(out["boxes"], tuple(viewed), size)}
+            if "masks" in out:
+                masks = _as_float(out["masks"], "masks")
+                out["masks"] = view.invert_map(masks, size) if len(masks) else masks.new_zeros((0, 1, *size))
+            if "keypoints" in out:
+                out["keypoints"] = self._unview_keypoints(out["keypoints"], view, tuple(viewed), size)
+            back.append(out)
+        return back
+
+    def _unview_keypoints(
+        self, keypoints: Tensor, view: Any, viewed: tuple[int, int], size: tuple[int, int]
+    ) -> Tensor:
+        """(N, K, 3) x, y, score of the viewed image -> the original; hflip re-orders by ``flip_idx``."""
+        if view.vflip:
+            raise ConfigError("--tta vflip has no keypoint order to restore for pose; use --tta hflip")
+        kps = keypoints.float().clone()
+        kps[..., 0] *= size[1] / viewed[1]
+        kps[..., 1] *= size[0] / viewed[0]
+        if view.hflip:
+            flip_idx = self.meta.get("flip_idx")
+            if flip_idx is None:
+                raise ConfigError(
+                    "--tta hflip for pose needs the keypoints' flip_idx (left/right pairs) in the dataset "
+                    "(YOLO data.yaml flip_idx, COCO category flip_idx); without it use no --tta"
+                )
+            kps[..., 0] = size[1] - kps[..., 0]
+            kps = kps[:, flip_idx]
+        return kps
 
     def merge(self, outputs: list[Any], weights: list[float], method: str = "mean") -> Any:
-        """Weighted boxes fusion (IoU 0.55, average confidence) per image over members and views."""
-        from foveal.ops.boxes import weighted_boxes_fusion
+        """Per image over members and views: weighted boxes fusion (IoU 0.55, average confidence) of
+        boxes; with instance masks or keypoints, class-aware NMS at IoU 0.55 over all detections (scores
+        scaled by the member's weight), each kept box with its own mask and keypoints."""
+        from foveal.ops.boxes import batched_nms, weighted_boxes_fusion
 
-        self._boxes_only("TTA and ensembles")
         if method == "vote":
             raise ConfigError("--method vote is for classify/segment; detections merge by boxes fusion")
         merged = []
+        top = max(weights)
         for per_image in zip(*outputs, strict=True):
-            boxes, scores, labels = weighted_boxes_fusion(
-                [o["boxes"] for o in per_image],
-                [o["scores"] for o in per_image],
-                [o["labels"] for o in per_image],
-                weights=weights,
-                iou_threshold=0.55,
-            )
-            merged.append({"boxes": boxes, "scores": scores, "labels": labels})
+            if not (self.masks or self.keypoints):
+                boxes, scores, labels = weighted_boxes_fusion(
+                    [o["boxes"] for o in per_image],
+                    [o["scores"] for o in per_image],
+                    [o["labels"] for o in per_image],
+                    weights=weights,
+                    iou_threshold=0.55,
+                )
+                merged.append({"boxes": boxes, "scores": scores, "labels": labels})
+                continue
+            pooled = {
+                key: torch.cat([_as_float(o[key], key) if key != "labels" else o[key] for o in per_image])
+                for key in per_image[0]
+            }
+            pooled["scores"] = torch.cat([o["scores"].float() * w / top for o, w in zip(per_image, weights)])
+            keep = batched_nms(pooled["boxes"], pooled["scores"], pooled["labels"], 0.55)
+            merged.append({key: value[keep] for key, value in pooled.items()})
         return merged
 
     def loss(self, outputs: Any, targets: Any) -> dict[str, Tensor]:
@@ -545,3 +582,9 @@ def _label_objects(
 def _require(samples: list[Sample], key: str, source: Any, what: str) -> None:
     if not any(obj.get(key) for s in samples for obj in s.objects or []):
         raise DataError(f"{source}: no {what} found in the training annotations; this task needs them")
+
+
+def _as_float(value: Tensor, key: str) -> Tensor:
+    """A float copy of a detection output; instance masks as (N, 1, H, W) (empty ones may come as 3-D)."""
+    value = value.float()
+    return value[:, None] if key == "masks" and value.ndim == 3 else value
