@@ -193,5 +193,39 @@ def test_calibrate_rejects_other_tasks(
     torch.save(checkpoint, fake)
     capsys.readouterr()
     assert main(["calibrate", "--weights", str(fake), "--data", str(shapes)]) == 2
-    assert "calibration covers classification" in capsys.readouterr().err
+    assert "calibration covers classification and segmentation" in capsys.readouterr().err
     assert not (tmp_path / "detect.uncalibrated.ckpt").exists()
+
+
+def test_segmentation_pixel_ece_and_calibration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every segmentation evaluation reports the pixel ECE (equal to the ECE of the flattened pixels),
+    and foveal calibrate fits a per-pixel temperature that lowers the pixel NLL."""
+    from foveal.data.synth_writers import write_synthetic
+    from foveal.engine.checkpoint import load
+    from foveal.engine.evaluation import evaluate
+    from foveal.engine.loaders import make_loader
+
+    data = write_synthetic(tmp_path / "masks", n=24, imgsz=32, seed=3, fmt="masks")
+    run = foveal.train(
+        task="segment", data=str(data), model="unet", model_options={"width": 8, "depth": 2}, epochs=1,
+        imgsz=32, batch=8, workers=0, progress=False, project=str(tmp_path / "runs"),
+    )  # fmt: skip
+    loaded = load(run.best)
+    metrics = evaluate(loaded, data, split="val", workers=0)
+    samples = loaded.task.load_eval_data(str(data), "val")
+    probs, targets = [], []
+    with torch.no_grad():
+        for images, target in make_loader(loaded.task, samples, "val", 8, 0):
+            p = loaded.model(images).softmax(1).permute(0, 2, 3, 1)
+            valid = target != 255
+            probs.append(p[valid])
+            targets.append(target[valid])
+    expected = expected_calibration_error(torch.cat(probs), torch.cat(targets))
+    assert metrics["ece"] == pytest.approx(expected, abs=1e-5)
+    capsys.readouterr()
+    assert main(["calibrate", "--weights", str(run.best), "--data", str(data), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["nll_after"] <= result["nll_before"] + 1e-9 and result["temperature"] > 0
+    calibrated = evaluate(run.best, data, split="val", workers=0)
+    assert calibrated["ece"] == pytest.approx(result["ece_after"], abs=0.02)  # all pixels vs the fit subset
+    assert calibrated["miou"] == pytest.approx(metrics["miou"])  # a temperature moves no argmax

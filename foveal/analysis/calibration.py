@@ -277,15 +277,18 @@ def calibrate(
     checkpoint = read_checkpoint(weights)
     path = Path(checkpoint.pop("path"))
     meta = checkpoint["foveal"]["meta"]
-    if meta.get("task") != "classify":
+    if meta.get("task") not in ("classify", "segment"):
         raise ConfigError(
-            f"{path}: calibration covers classification; this is a '{meta.get('task')}' checkpoint, "
-            "pass one trained with --task classify"
+            f"{path}: calibration covers classification and segmentation (per pixel); this is a "
+            f"'{meta.get('task')}' checkpoint"
         )
     loaded = load(path)
     samples = drop_unreadable(loaded.task.load_eval_data(str(data), split, fmt), on_bad_image)
-    kept, _ = run_model(loaded.task, loaded.model, samples, batch, workers, device)
-    logits, targets = kept["logits"].double(), kept["targets"]
+    if meta["task"] == "segment":
+        logits, targets = pixel_logits(loaded, samples, batch, workers, device)
+    else:
+        kept, _ = run_model(loaded.task, loaded.model, samples, batch, workers, device)
+        logits, targets = kept["logits"].double(), kept["targets"]
     multilabel = meta["kind"] == "multilabel"
     previous = float(meta.get("temperature", 1.0))
     temperature = fit_temperature(logits, targets, multilabel)
@@ -340,6 +343,34 @@ def calibrate(
 
     refresh_report(path)  # the run's report gains the calibration section
     return result
+
+
+def pixel_logits(
+    loaded: Any, samples: Any, batch: int, workers: int | None, device: str, max_pixels: int = 500_000
+) -> tuple[Tensor, Tensor]:
+    """A segmentation model's raw per-pixel class logits (P, K) float64 and targets (P,) over labelled
+    pixels of ``samples`` (binary maps as two classes [0, z]); a seeded random subset of about
+    ``max_pixels`` pixels when there are more."""
+    from foveal.engine.inference import pick_device
+    from foveal.engine.loaders import make_loader
+
+    task, target_device = loaded.task, pick_device(device)
+    model = loaded.model.to(target_device).eval()
+    keep_rate = min(1.0, max_pixels / max(1, len(samples) * task.meta["imgsz"] ** 2))
+    generator = torch.Generator().manual_seed(0)
+    saved_temperature = task.meta.pop("temperature", None)  # fit on the raw logits
+    parts: list[tuple[Tensor, Tensor]] = []
+    try:
+        with torch.no_grad():
+            for images, targets in make_loader(task, samples, "val", batch, workers):
+                logits = task.class_logits(task.forward(model, images.to(target_device))).cpu()
+                valid = targets != task.ignore_index
+                chosen = valid & (torch.rand(valid.shape, generator=generator) < keep_rate)
+                parts.append((logits[chosen].double(), targets[chosen]))
+    finally:
+        if saved_temperature is not None:
+            task.meta["temperature"] = saved_temperature
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 def _copy_atomic(source: Path, target: Path) -> None:

@@ -227,12 +227,41 @@ class SegmentTask(Task):
         matrix = confusion_matrix(
             self.class_map(outputs.detach()), targets, len(self.class_names), self.ignore_index
         )
-        return {"confusion": matrix[None]}
+        return {
+            "confusion": matrix[None],
+            "calibration": self.confidence_bins(outputs.detach(), targets)[None],
+        }
+
+    def class_logits(self, logits: Tensor) -> Tensor:
+        """(B, C, H, W) logits -> (B, H, W, K) per-pixel class logits divided by the checkpoint's
+        ``temperature``; binary maps become two classes [0, z] (softmax of which is sigmoid(z))."""
+        logits = logits.float() / float(self.meta.get("temperature", 1.0))
+        if self.binary:
+            logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
+        return logits.permute(0, 2, 3, 1)
+
+    def confidence_bins(self, logits: Tensor, targets: Tensor, n_bins: int = 15) -> Tensor:
+        """(3, n_bins) sums over labelled pixels per equal-width top-label confidence bin: pixel count,
+        correct pixels, confidence; ``compute_metrics`` turns them into the pixel ECE."""
+        probs = self.class_logits(logits).softmax(-1)
+        valid = targets != self.ignore_index
+        confidence, predicted = probs[valid].max(-1)
+        correct = (predicted == targets[valid]).float()
+        edges = torch.linspace(0.0, 1.0, n_bins + 1, device=confidence.device)
+        index = (torch.bucketize(confidence, edges, right=True) - 1).clamp(0, n_bins - 1)
+        bins = torch.zeros(3, n_bins, device=confidence.device)
+        for row, values in enumerate((torch.ones_like(confidence), correct, confidence)):
+            bins[row].index_add_(0, index, values)
+        return bins.cpu()
 
     def compute_metrics(self, kept: dict[str, Tensor]) -> dict[str, Any]:
         from foveal.metrics.segmentation import segmentation_metrics
 
-        return segmentation_metrics(kept["confusion"].sum(dim=0), self.class_names)
+        metrics = segmentation_metrics(kept["confusion"].sum(dim=0), self.class_names)
+        if "calibration" in kept:  # pixel ECE: |accuracy - confidence| per bin, weighted by pixels
+            count, correct, confidence = kept["calibration"].double().sum(dim=0)
+            metrics["ece"] = float((correct - confidence).abs().sum() / count.sum().clamp(min=1))
+        return metrics
 
     def plots(
         self,
