@@ -188,13 +188,13 @@ def test_calibrate_rejects_other_tasks(
     run: foveal.TrainResult, shapes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     checkpoint = torch.load(run.last, weights_only=True)
-    checkpoint["foveal"]["meta"]["task"] = "detect"
-    fake = tmp_path / "detect.ckpt"
+    checkpoint["foveal"]["meta"]["task"] = "restore"
+    fake = tmp_path / "restore.ckpt"
     torch.save(checkpoint, fake)
     capsys.readouterr()
     assert main(["calibrate", "--weights", str(fake), "--data", str(shapes)]) == 2
-    assert "calibration covers classification and segmentation" in capsys.readouterr().err
-    assert not (tmp_path / "detect.uncalibrated.ckpt").exists()
+    assert "calibration covers classify, segment, detect" in capsys.readouterr().err
+    assert not (tmp_path / "restore.uncalibrated.ckpt").exists()
 
 
 def test_segmentation_pixel_ece_and_calibration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -229,3 +229,54 @@ def test_segmentation_pixel_ece_and_calibration(tmp_path: Path, capsys: pytest.C
     calibrated = evaluate(run.best, data, split="val", workers=0)
     assert calibrated["ece"] == pytest.approx(result["ece_after"], abs=0.02)  # all pixels vs the fit subset
     assert calibrated["miou"] == pytest.approx(metrics["miou"])  # a temperature moves no argmax
+
+
+def test_detection_score_outcomes_hand_case() -> None:
+    from foveal.metrics.detection import score_outcomes
+
+    target = {
+        "boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [40.0, 0.0, 50.0, 10.0]]),
+        "labels": torch.tensor([0, 1, 0]),
+        "iscrowd": torch.tensor([0, 0, 1]),
+    }
+    pred = {
+        "boxes": torch.tensor(
+            [
+                [0, 0, 10, 10],
+                [1, 0, 10, 10],
+                [0, 0, 10, 9],
+                [20, 20, 30, 31],
+                [40, 0, 50, 10],
+                [0, 0, 10, 10],
+            ],
+            dtype=torch.float32,
+        ),  # fmt: skip
+        "scores": torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5, 0.01]),
+        "labels": torch.tensor([0, 0, 1, 1, 0, 0]),
+    }
+    scores, hits = score_outcomes([pred], [target])
+    # TP; duplicate; wrong class; TP; only a crowd box; below the 0.05 score floor (left out)
+    np.testing.assert_allclose(scores, [0.9, 0.8, 0.7, 0.6, 0.5])
+    assert hits.tolist() == [1.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_detection_ece_and_calibration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from foveal.data.synth_writers import write_synthetic
+    from foveal.engine.evaluation import evaluate
+
+    data = write_synthetic(tmp_path / "coco", n=40, imgsz=32, seed=6, fmt="coco")
+    run = foveal.train(
+        task="detect", data=str(data), model="centernet", epochs=3, imgsz=32, batch=8, workers=0,
+        progress=False, project=str(tmp_path / "runs"),
+    )  # fmt: skip
+    before = evaluate(run.best, data, split="val", workers=0)
+    assert 0.0 <= before["ece"] <= 1.0
+    capsys.readouterr()
+    assert main(["calibrate", "--weights", str(run.best), "--data", str(data), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["nll_after"] <= result["nll_before"] + 1e-9
+    assert torch.load(run.best, weights_only=True)["foveal"]["meta"]["temperature"] == pytest.approx(
+        result["temperature"]
+    )
+    after = evaluate(run.best, data, split="val", workers=0)
+    assert after["map"] == pytest.approx(before["map"], abs=1e-6)  # a monotone rescaling keeps the ranking

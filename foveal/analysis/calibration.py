@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from foveal.errors import ConfigError
+from foveal.errors import ConfigError, DataError
 
 log = logging.getLogger("foveal")
 
@@ -277,19 +277,20 @@ def calibrate(
     checkpoint = read_checkpoint(weights)
     path = Path(checkpoint.pop("path"))
     meta = checkpoint["foveal"]["meta"]
-    if meta.get("task") not in ("classify", "segment"):
+    if meta.get("task") not in ("classify", "segment", "detect", "instance", "pose"):
         raise ConfigError(
-            f"{path}: calibration covers classification and segmentation (per pixel); this is a "
-            f"'{meta.get('task')}' checkpoint"
+            f"{path}: a '{meta.get('task')}' checkpoint; calibration covers classify, segment, detect"
         )
     loaded = load(path)
     samples = drop_unreadable(loaded.task.load_eval_data(str(data), split, fmt), on_bad_image)
     if meta["task"] == "segment":
         logits, targets = pixel_logits(loaded, samples, batch, workers, device)
+    elif meta["task"] != "classify":
+        logits, targets = detection_logits(loaded, samples, batch, workers, device)
     else:
         kept, _ = run_model(loaded.task, loaded.model, samples, batch, workers, device)
         logits, targets = kept["logits"].double(), kept["targets"]
-    multilabel = meta["kind"] == "multilabel"
+    multilabel = meta.get("kind") == "multilabel" or meta["task"] not in ("classify", "segment")
     previous = float(meta.get("temperature", 1.0))
     temperature = fit_temperature(logits, targets, multilabel)
     before = scaled_probabilities(logits, previous, multilabel)
@@ -343,6 +344,28 @@ def calibrate(
 
     refresh_report(path)  # the run's report gains the calibration section
     return result
+
+
+def detection_logits(
+    loaded: Any, samples: Any, batch: int, workers: int | None, device: str
+) -> tuple[Tensor, Tensor]:
+    """A detector's raw scores as logits (N, 1) float64 and whether each detection is a true positive
+    (N, 1) (scores >= 0.05, IoU >= 0.5 with a box of its class; see ``score_outcomes``)."""
+    from foveal.engine.inference import run_model
+    from foveal.metrics.detection import score_outcomes
+
+    task = loaded.task
+    saved_temperature = task.meta.pop("temperature", None)  # fit on the raw scores
+    try:
+        kept, _ = run_model(task, loaded.model, samples, batch, workers, device)
+    finally:
+        if saved_temperature is not None:
+            task.meta["temperature"] = saved_temperature
+    scores, hits = score_outcomes(*task.per_image(kept))
+    if not len(scores):
+        raise DataError("no detection scores >= 0.05 on this split: nothing to calibrate; train longer first")
+    logits = torch.logit(torch.as_tensor(scores, dtype=torch.float64), eps=1e-6)
+    return logits[:, None], torch.as_tensor(hits, dtype=torch.float64)[:, None]
 
 
 def pixel_logits(

@@ -513,3 +513,36 @@ def detection_confusion_matrix(
         for p in set(range(len(p_labels))) - used_p:
             cm[bg, p_labels[p]] += 1
     return cm
+
+
+def score_outcomes(
+    preds: Sequence[dict], targets: Sequence[dict], iou_threshold: float = 0.5, conf_threshold: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
+    """Detection calibration pairs: (scores (N,), true positive 0/1 (N,)) of every prediction with score
+    >= ``conf_threshold``. Per image and class, predictions in decreasing score take the unmatched
+    non-crowd box of their class with the highest IoU >= ``iou_threshold`` (COCO-style greedy
+    matching); a prediction matching only a crowd box, or none, is a false positive."""
+    from torchvision.ops import box_iou
+
+    scores, hits = [], []
+    for pred, target in zip(preds, targets, strict=True):
+        p_scores = _np(pred["scores"], np.float64).reshape(-1)
+        keep = np.flatnonzero(p_scores >= conf_threshold)
+        keep = keep[np.argsort(-p_scores[keep], kind="stable")]
+        p_boxes = _np(pred["boxes"], np.float64).reshape(-1, 4)[keep]
+        p_labels = _np(pred["labels"], np.int64).reshape(-1)[keep]
+        t_boxes = _np(target["boxes"], np.float64).reshape(-1, 4)
+        t_labels = _np(target["labels"], np.int64).reshape(-1)
+        if target.get("iscrowd") is not None:
+            solid = _np(target["iscrowd"]).reshape(-1) == 0
+            t_boxes, t_labels = t_boxes[solid], t_labels[solid]
+        iou = box_iou(torch.as_tensor(p_boxes), torch.as_tensor(t_boxes)).numpy()
+        used = np.zeros(len(t_labels), dtype=bool)
+        for i in range(len(keep)):
+            candidates = (t_labels == p_labels[i]) & ~used & (iou[i] >= iou_threshold)
+            hit = bool(candidates.any())
+            if hit:
+                used[np.flatnonzero(candidates)[np.argmax(iou[i][candidates])]] = True
+            scores.append(p_scores[keep[i]])
+            hits.append(float(hit))
+    return np.asarray(scores, dtype=np.float64), np.asarray(hits, dtype=np.float64)

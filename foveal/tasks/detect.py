@@ -232,7 +232,12 @@ class DetectTask(Task):
         if model.training:
             keys = ("boxes", "labels", "masks", "keypoints")
             return model(images, [{k: t[k] for k in keys if k in t} for t in targets])
-        return model(images)
+        outputs = model(images)
+        temperature = float(self.meta.get("temperature", 1.0))  # foveal calibrate: scores on a logit scale
+        if temperature != 1.0:
+            for out in outputs:
+                out["scores"] = torch.sigmoid(torch.logit(out["scores"].float(), eps=1e-6) / temperature)
+        return outputs
 
     def unview(self, outputs: Any, view: Any, viewed: tuple[int, int], size: tuple[int, int]) -> Any:
         """Boxes (and instance masks, keypoints) of a flipped / rescaled view back to the batch geometry;
@@ -342,7 +347,7 @@ class DetectTask(Task):
         return preds, gts
 
     def compute_metrics(self, kept: dict[str, Tensor]) -> dict[str, Any]:
-        from foveal.metrics.detection import detection_confusion_matrix, detection_metrics
+        from foveal.metrics.detection import detection_confusion_matrix, detection_metrics, score_outcomes
 
         preds, gts = self.per_image(kept)
         metrics: dict[str, Any] = {"n": len(gts)}
@@ -359,6 +364,12 @@ class DetectTask(Task):
             metrics.update({f"kpt_{k}": v for k, v in kpt.items()})
         matrix = detection_confusion_matrix(preds, gts, len(self.class_names))
         metrics["confusion_matrix"] = matrix.tolist()
+        scores, hits = score_outcomes(preds, gts)  # ECE of scores >= 0.05 against "is a true positive"
+        metrics["ece"] = None
+        if len(scores):
+            from foveal.analysis.calibration import expected_calibration_error
+
+            metrics["ece"] = expected_calibration_error(scores[:, None], hits[:, None])
         return metrics
 
     def plots(
