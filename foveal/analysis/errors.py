@@ -485,33 +485,3 @@ def _count(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     for row in rows:
         counts[row["kind"]] = counts.get(row["kind"], 0) + 1
     return counts
-
-
-def evaluate_errors(
-    weights: Any,
-    data: str | Path,
-    *,
-    out: str | Path,
-    split: str = "val",
-    task: str | None = None,
-    batch: int = 64,
-    workers: int | None = None,
-    device: str = "auto",
-    fmt: str = "auto",
-    on_bad_image: str = "error",
-    plots: str | Path | None = None,
-) -> dict[str, Any]:
-    """:func:`foveal.evaluate` plus the error analysis of the same inference (:func:`write_errors`)
-    written into ``out``; the metrics dict gains "errors" ({"json", "plots"})."""
-    from foveal.data.checks import drop_unreadable
-    from foveal.engine.checkpoint import Loaded, load
-    from foveal.engine.inference import run_model
-
-    loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
-    samples = drop_unreadable(loaded.task.load_eval_data(str(data), split, fmt), on_bad_image)
-    kept, predictions = run_model(loaded.task, loaded.model, samples, batch, workers, device)
-    metrics = loaded.task.compute_metrics(kept)
-    if plots is not None:
-        metrics["plots"] = loaded.task.plots(kept, metrics, str(plots), samples, predictions)
-    metrics["errors"] = write_errors(loaded.task, kept, metrics, samples, predictions, out)
-    return {**metrics, "split": split, "weights": str(loaded.path)}

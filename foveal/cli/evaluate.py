@@ -26,14 +26,7 @@ def run_val(args: argparse.Namespace) -> dict[str, Any]:
         return metrics
     if args.weights is None:
         raise ConfigError("foveal val needs --weights CKPT (or --predictions RESULTS.json for detection)")
-    evaluate_fn: Any = evaluate
-    if args.errors is not None:  # error analysis (foveal.analysis.errors) from the same inference
-        from functools import partial
-
-        from foveal.analysis.errors import evaluate_errors
-
-        evaluate_fn = partial(evaluate_errors, out=_errors_folder(args))
-    metrics = evaluate_fn(
+    metrics = evaluate(
         args.weights,
         args.data,
         split=args.split,
@@ -44,6 +37,7 @@ def run_val(args: argparse.Namespace) -> dict[str, Any]:
         fmt=args.format,
         on_bad_image=args.on_bad_image,
         plots=args.plots,
+        errors=_errors_folder(args) if args.errors is not None else None,
     )
     if not args.json:
         print_metrics(metrics, title=f"{args.weights} on {args.data} ({args.split})")
