@@ -469,6 +469,16 @@ def detection_metrics(
     return out
 
 
+def _solid_targets(target: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A target's non-crowd boxes (M, 4) xyxy float64 and labels (M,) int64."""
+    boxes = _np(target["boxes"], np.float64).reshape(-1, 4)
+    labels = _np(target["labels"], np.int64).reshape(-1)
+    if target.get("iscrowd") is not None:
+        solid = _np(target["iscrowd"]).reshape(-1) == 0
+        boxes, labels = boxes[solid], labels[solid]
+    return boxes, labels
+
+
 def detection_confusion_matrix(
     preds: Sequence[dict],
     targets: Sequence[dict],
@@ -493,11 +503,7 @@ def detection_confusion_matrix(
         keep = _np(pred["scores"], np.float64).reshape(-1) > conf_threshold
         p_boxes = torch.as_tensor(_np(pred["boxes"], np.float64).reshape(-1, 4)[keep])
         p_labels = _np(pred["labels"], np.int64).reshape(-1)[keep]
-        t_boxes = _np(target["boxes"], np.float64).reshape(-1, 4)
-        t_labels = _np(target["labels"], np.int64).reshape(-1)
-        if target.get("iscrowd") is not None:
-            solid = _np(target["iscrowd"]).reshape(-1) == 0
-            t_boxes, t_labels = t_boxes[solid], t_labels[solid]
+        t_boxes, t_labels = _solid_targets(target)
         iou = box_iou(torch.as_tensor(t_boxes), p_boxes).numpy()
         gi, pi = np.nonzero(iou > iou_threshold)
         order = np.argsort(-iou[gi, pi], kind="stable")
@@ -531,11 +537,7 @@ def score_outcomes(
         keep = keep[np.argsort(-p_scores[keep], kind="stable")]
         p_boxes = _np(pred["boxes"], np.float64).reshape(-1, 4)[keep]
         p_labels = _np(pred["labels"], np.int64).reshape(-1)[keep]
-        t_boxes = _np(target["boxes"], np.float64).reshape(-1, 4)
-        t_labels = _np(target["labels"], np.int64).reshape(-1)
-        if target.get("iscrowd") is not None:
-            solid = _np(target["iscrowd"]).reshape(-1) == 0
-            t_boxes, t_labels = t_boxes[solid], t_labels[solid]
+        t_boxes, t_labels = _solid_targets(target)
         iou = box_iou(torch.as_tensor(p_boxes), torch.as_tensor(t_boxes)).numpy()
         used = np.zeros(len(t_labels), dtype=bool)
         for i in range(len(keep)):
