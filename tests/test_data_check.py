@@ -172,3 +172,22 @@ def test_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["data", "check", str(empty), "--task", "nope"]) == 2
     err = capsys.readouterr().err
     assert "empty" in err and "no such" in err and "unknown task" in err
+
+
+def test_same_shape_in_other_colours_is_not_a_near_duplicate(tmp_path: Path) -> None:
+    """dHash sees luminance only: two images whose grayscale is (almost) the same but whose colours differ
+    share a hash; the colour thumbnail check keeps them apart, while a JPEG copy still matches."""
+    background = (128, 128, 128)
+    for cls, shape_colour in (("a", (200, 100, 100)), ("b", (100, 150, 118))):  # luminance 130 and 131
+        image = Image.new("RGB", (64, 64), background)
+        image.paste(shape_colour, (16, 16, 40, 48))
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        image.save(tmp_path / "data" / cls / "x.png")
+    first = Image.open(tmp_path / "data" / "a" / "x.png")
+    second = Image.open(tmp_path / "data" / "b" / "x.png")
+    assert hamming(dhash(first), dhash(second)) <= 6  # the hash alone would pair them
+    report = check_dataset(tmp_path / "data")
+    assert report.counts["duplicate_near"] == 0 and report.counts["label_conflict"] == 0
+    first.save(tmp_path / "data" / "b" / "copy.jpg", quality=90)
+    again = check_dataset(tmp_path / "data")
+    assert again.counts["duplicate_near"] == 1 and again.counts["label_conflict"] == 1

@@ -27,17 +27,25 @@ def dhash(image: Image.Image) -> int:
 
 
 def dhash_thumb(image: Image.Image) -> tuple[int, np.ndarray]:
-    """The dHash of ``image`` and the (8, 9) float32 grayscale thumbnail (0..255) it was computed from."""
+    """The dHash of ``image`` and an (8, 9, 3) float32 colour thumbnail (0..255) at the hash's grid, to
+    confirm near duplicates: the hash sees luminance only, so two same-shaped images of different
+    colours can share it."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         arr = np.asarray(image, dtype=np.float32)
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
         gray = Image.fromarray(arr.astype(np.float32), mode="F")
+        colour = None
     else:
         gray = image.convert("L") if image.mode != "L" else image
+        colour = image.convert("RGB") if image.mode not in ("L", "RGB") else image
     small = np.asarray(gray.resize((9, 8), Image.Resampling.BOX), dtype=np.float32)
     bits = (small[:, 1:] > small[:, :-1]).ravel()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big"), small
+    if colour is None or colour.mode == "L":
+        thumb = np.repeat(small[:, :, None], 3, axis=2)
+    else:
+        thumb = np.asarray(colour.resize((9, 8), Image.Resampling.BOX), dtype=np.float32)
+    return int.from_bytes(np.packbits(bits).tobytes(), "big"), thumb
 
 
 def hamming(a: int, b: int) -> int:

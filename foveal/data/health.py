@@ -46,9 +46,9 @@ KINDS = (
     "duplicate_near",
 )
 EXPECTED_MODES = ("RGB",)
-# dHash pairs are confirmed by their 9x8 grayscale thumbnails: mean absolute difference (0..255) at most
-# this. Resized / JPEG re-encoded copies measure <= 1.5; distinct low-detail images that share a dHash
-# (plain backgrounds, one shape) measure >= 8.
+# dHash pairs are confirmed by their 9x8 colour thumbnails: mean absolute difference (0..255, over R, G, B)
+# at most this. Resized / JPEG re-encoded copies measure <= 1.5; distinct low-detail images that share a
+# dHash (plain backgrounds, one shape, also the same shape in other colours) measure >= 8.
 NEAR_MAD = 4.0
 
 
@@ -104,7 +104,7 @@ class CheckReport:
 class ImageRecord:
     """One image as the per-image pass saw it (one file read, one decode).
 
-    Always: ``sha1``, ``dhash``/``thumb`` (the (8, 9) grayscale thumbnail the dHash came from), ``mode``,
+    Always: ``sha1``, ``dhash``/``thumb`` (the (8, 9, 3) colour thumbnail at the dHash's grid), ``mode``,
     ``size`` (W, H), ``error`` (why it could not be read; empty when fine) and for segmentation
     ``mask_error``. With ``stats``: ``file_size`` (bytes), ``format`` (PIL's, e.g. PNG, JPEG),
     ``pixels`` (W * H), ``channel_sum`` / ``channel_sumsq`` ((3,) int64, exact sums of the 0..255 R, G, B
@@ -119,7 +119,7 @@ class ImageRecord:
     mask: Any = None  # the reader's Sample, for segmentation targets
     sha1: str = ""
     dhash: int | None = None
-    thumb: Any = None  # (8, 9) float32 grayscale thumbnail the dHash came from
+    thumb: Any = None  # (8, 9, 3) float32 colour thumbnail at the dHash's grid
     mode: str = ""
     size: tuple[int, int] | None = None  # (W, H)
     error: str = ""
