@@ -14,7 +14,6 @@ from foveal.atomic import atomic_write_text
 from foveal.config import TrainConfig, load_yaml, make_config, save_yaml
 from foveal.data.checks import drop_unreadable
 from foveal.data.sample import Sample
-from foveal.engine.callbacks import History
 from foveal.engine.loaders import make_loader
 from foveal.engine.rundir import new_run_dir, safe_name
 from foveal.errors import CheckpointError, ConfigError, check_choice
@@ -24,6 +23,8 @@ from foveal.tasks.base import Task
 
 if TYPE_CHECKING:
     from torch.utils.data import Sampler
+
+    from foveal.engine.callbacks import History
 
 log = logging.getLogger("foveal")
 
@@ -119,10 +120,6 @@ def train(
     Parameters are the fields of ``TrainConfig`` (``epochs``, ``batch``, ``model``, ``lr``, ...);
     ``config`` is a YAML file of the same fields; ``resume`` continues a run from its last checkpoint.
     """
-    import lightning as L
-
-    from foveal.engine.trainer import build_trainer
-
     start = time.perf_counter()
     ckpt_path = None
     if resume is not None:
@@ -132,8 +129,13 @@ def train(
         cfg = resolve_config(config, task=task, data=data, **options)
     if cfg.data is None:
         raise ConfigError("no data given; pass --data PATH (a dataset folder or CSV), or run 'foveal demo'")
+    task_obj, splits, cfg = _prepare(cfg)  # data errors surface here, before Lightning is imported
+    import lightning as L
+
+    from foveal.engine.callbacks import History
+    from foveal.engine.trainer import build_trainer
+
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    task_obj, splits, cfg = _prepare(cfg)
     if resume is None:
         run_dir = new_run_dir(
             cfg.project if cfg.project != "runs" else Path("runs") / cfg.task,
