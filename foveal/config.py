@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 
 from foveal.errors import ConfigError, check_choice, did_you_mean
+from foveal.tasks import DEFAULT_TASK, check_task
 
-TASKS = ("classify", "segment", "detect", "instance", "pose")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BALANCE_MODES = ("none", "oversample", "undersample", "weights")
 WEIGHT_SCHEMES = ("inverse", "effective")
@@ -21,7 +21,7 @@ WEIGHT_SCHEMES = ("inverse", "effective")
 class TrainConfig:
     """Everything a training run needs; ``config.yaml`` in a run folder is this, fully resolved."""
 
-    task: str = "classify"
+    task: str = DEFAULT_TASK
     data: str | None = None
     val: str | None = None
     format: str = "auto"
@@ -70,7 +70,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check values that can be checked without data; return self."""
-        check_choice("task", self.task, TASKS)
+        check_task(self.task)
         check_choice("device", self.device, DEVICES)
         check_choice("--balance", self.balance, BALANCE_MODES)
         check_choice("--balance-weights", self.balance_weights, WEIGHT_SCHEMES)

@@ -147,7 +147,7 @@ def test_calibrate_cli_end_to_end(
     assert meta["temperature"] == pytest.approx(temperature, rel=1e-5)
     backup = best.with_name("best.uncalibrated.ckpt")
     assert Path(result["backup"]) == backup and backup.is_file()
-    assert "temperature" not in torch.load(backup, weights_only=True)["foveal"]["meta"]
+    assert torch.load(backup, weights_only=True)["foveal"]["meta"]["temperature"] == 1.0  # uncalibrated
     folder = run.run_dir / "calibration"
     saved = json.loads((folder / "calibration.json").read_text())
     assert saved["temperature"] == temperature and saved["split"] == "val"
@@ -165,7 +165,7 @@ def test_calibrate_cli_end_to_end(
     # predict: probabilities are softmax(logits / T) of the raw model
     images = sorted((shapes / "val").rglob("*.png"))[:6]
     rows = foveal.predict(best, [str(p) for p in images], workers=0)
-    loaded = foveal.load(best)
+    loaded = foveal.load(best, temper=False)  # the raw model
     transform = loaded.task.transforms("val")
     batch = torch.stack([loaded.task.item(Sample(str(p), 0), transform)[0] for p in images])
     with torch.no_grad():
@@ -193,7 +193,7 @@ def test_calibrate_rejects_other_tasks(
     torch.save(checkpoint, fake)
     capsys.readouterr()
     assert main(["calibrate", "--weights", str(fake), "--data", str(shapes)]) == 2
-    assert "calibration covers classify, segment, detect" in capsys.readouterr().err
+    assert "unknown task 'restore'" in capsys.readouterr().err
     assert not (tmp_path / "restore.uncalibrated.ckpt").exists()
 
 

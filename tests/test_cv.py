@@ -67,7 +67,7 @@ def test_out_of_fold_predictions_cover_every_non_test_image_once(cv_run, shapes:
 
 
 def test_rerun_resumes_without_retraining(cv_run, shapes: Path) -> None:
-    project = cv_run.out.parent.parent
+    project = cv_run.out.parent  # PROJECT/NAME, the run-folder rule of every command
     stamps = {r: (r / "checkpoints" / "best.ckpt").stat().st_mtime_ns for r in cv_run.runs}
     again = cross_validate(str(shapes), 3, project=str(project), **FAST)
     assert again.resumed == [0, 1, 2]

@@ -18,6 +18,7 @@ from foveal.engine.trainer import build_trainer
 from foveal.errors import ConfigError
 from foveal.serialize import dumps
 from foveal.tasks.classify import ClassifyTask
+from tests.task_metas import meta_for
 
 
 def test_config_unknown_options_suggest_close_matches(tmp_path: Path) -> None:
@@ -67,7 +68,7 @@ def test_checkpoint_io_is_atomic_and_weights_only(tmp_path: Path) -> None:
 def test_trainer_settings_follow_the_config(tmp_path: Path) -> None:
     from lightning.pytorch.callbacks import EarlyStopping
 
-    meta = {"task": "classify", "kind": "multiclass", "class_names": ["a", "b", "c"]}
+    meta = meta_for("classify", class_names=["a", "b", "c"])
     config = make_config(grad_clip=0.5, amp=True, patience=4, device="cpu", progress=False, epochs=7)
     trainer = build_trainer(config, ClassifyTask(meta), tmp_path, History(tmp_path / "h.json"))
     assert trainer.gradient_clip_val == 0.5 and trainer.max_epochs == 7

@@ -11,16 +11,12 @@ import torch
 from PIL import Image
 
 import foveal
-from foveal.analysis.errors import (
-    confused_pairs,
-    detection_errors,
-    detection_errors_grid,
-    top_losses,
-    top_losses_grid,
-)
 from foveal.cli.main import main
 from foveal.data.sample import Sample
 from foveal.data.synth_writers import write_synthetic
+from foveal.metrics.errors import confused_pairs, detection_errors, top_losses
+from foveal.report.error_grids import detection_errors_grid, top_losses_grid
+from tests.task_metas import meta_for
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -141,11 +137,11 @@ def test_detection_errors_on_hand_boxes(tmp_path: Path) -> None:
 
 
 def test_write_errors_for_detection(tmp_path: Path) -> None:
-    from foveal.analysis.errors import write_errors
-    from foveal.tasks.detect import Detections, DetectTask
+    from foveal.engine.error_report import write_errors
+    from foveal.tasks.detection import Detections, DetectTask
 
     paths = _images(tmp_path, 2, size=64)
-    task = DetectTask({"task": "detect", "class_names": ["a", "b"], "imgsz": 64})
+    task = DetectTask(meta_for("detect", imgsz=64))
     samples = [
         Sample(
             paths[0], objects=[{"bbox": [4, 4, 20, 20], "label": 0}, {"bbox": [40, 40, 16, 16], "label": 1}]
@@ -249,7 +245,7 @@ def test_segmentation_worst_images_by_per_image_miou(tmp_path: Path) -> None:
     row = predict(loaded, [worst[0]["path"]], workers=0)[0]
     image = Path(worst[0]["path"])
     mask = image.parent.parent / "masks" / image.name  # synth masks layout: <split>/images, <split>/masks
-    target = decode_target(Sample(str(image), mask=str(mask)), loaded.task._spec())
+    target = decode_target(Sample(str(image), mask=str(mask)), loaded.task.mask_spec)
     present = np.union1d(np.unique(target), np.unique(row["mask"]))
     expected = jaccard_score(target.ravel(), row["mask"].ravel(), labels=present, average="macro")
     assert worst[0]["miou"] == pytest.approx(expected)

@@ -155,7 +155,7 @@ def test_gradcam_matches_hand_computation() -> None:
     net = _tiny_cnn()
     x = torch.randn(1, 3, 8, 8)
     assert list_layers(net) == ["0", "2"]
-    assert default_layer(net, "classify", lambda: net(x)) == "2"
+    assert default_layer(net, "vector", lambda: net(x)) == "2"
     kept: dict[str, torch.Tensor] = {}
     for c in range(3):
         handle = net[2].register_forward_hook(lambda _m, _i, out: kept.update(a=out))

@@ -22,8 +22,9 @@ from foveal.engine.merge import MergedModel, View, parse_tta
 from foveal.errors import ConfigError
 from foveal.ops.boxes import weighted_boxes_fusion
 from foveal.tasks.classify import ClassifyTask
-from foveal.tasks.detect import DetectTask, InstanceTask, PoseTask
+from foveal.tasks.detection import DetectTask, InstanceTask, PoseTask
 from foveal.tasks.segment import SegmentTask
+from tests.task_metas import meta_for
 
 
 def test_parse_tta() -> None:
@@ -60,17 +61,19 @@ class _LeftRight(nn.Module):
 
 
 def _classify_task(multilabel: bool = False, temperature: float = 1.0) -> ClassifyTask:
-    return ClassifyTask(
-        {"class_names": ["a", "b"], "kind": "multilabel" if multilabel else "binary",
-         "thresholds": [0.5, 0.5], "temperature": temperature}
-    )  # fmt: skip
+    kind = "multilabel" if multilabel else "binary"
+    return ClassifyTask(meta_for("classify", kind=kind, thresholds=[0.5, 0.5], temperature=temperature))
 
 
 @pytest.mark.parametrize(("multilabel", "temperature"), [(False, 1.0), (False, 2.0), (True, 1.0)])
 def test_classify_tta_averages_probabilities(multilabel: bool, temperature: float) -> None:
+    from foveal.engine.calibrated import temper_model
+
     task, model, x = _classify_task(multilabel, temperature), _LeftRight(), torch.rand(5, 3, 8, 8)
+    raw = [model(x) / temperature, model(x.flip(-1)) / temperature]
+    temper_model(task, model)  # as a calibrated checkpoint loads: T applied once per member and view
     merged = MergedModel(task, [model], parse_tta("hflip"))(x)
-    expected = (task.probabilities(model(x)) + task.probabilities(model(x.flip(-1)))) / 2
+    expected = (task.probabilities(raw[0]) + task.probabilities(raw[1])) / 2
     torch.testing.assert_close(task.probabilities(merged), expected)
 
 
@@ -84,7 +87,7 @@ def test_classify_vote_and_weights() -> None:
 
 
 def test_segment_tta_is_mean_of_unflipped_probabilities() -> None:
-    task = SegmentTask({"class_names": ["bg", "x", "y"], "kind": "multiclass", "ignore_index": 255})
+    task = SegmentTask(meta_for("segment", class_names=["bg", "x", "y"], kind="multiclass"))
     model = nn.Conv2d(3, 3, 3, padding=1)
     x = torch.rand(2, 3, 16, 16)
     merged = MergedModel(task, [model], parse_tta("hflip"))(x)
@@ -93,7 +96,7 @@ def test_segment_tta_is_mean_of_unflipped_probabilities() -> None:
 
 
 def test_detect_merge_is_wbf_of_unflipped_boxes() -> None:
-    task = DetectTask({"class_names": ["a", "b"], "model": "centernet"})
+    task = DetectTask(meta_for("detect"))
     out = [{"boxes": torch.tensor([[2.0, 2.0, 10.0, 12.0]]), "scores": torch.tensor([0.9]),
             "labels": torch.tensor([1])}]  # fmt: skip
     flipped = [{"boxes": torch.tensor([[32 - 11.0, 2.0, 32 - 3.0, 12.0]]), "scores": torch.tensor([0.7]),
@@ -221,7 +224,7 @@ def test_val_and_predict_tta_cli(folds, tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_instance_and_pose_views_and_nms_merge() -> None:
-    task = InstanceTask({"class_names": ["a"], "model": "maskrcnn_resnet18"})
+    task = InstanceTask(meta_for("instance"))
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., 1:4, 0:2] = 1.0
     seen = [{"boxes": torch.tensor([[0.0, 1.0, 2.0, 4.0]]), "scores": torch.tensor([0.8]),
@@ -233,7 +236,7 @@ def test_instance_and_pose_views_and_nms_merge() -> None:
     merged = task.merge([back, weaker], [1.0, 1.0])[0]  # overlapping boxes: the stronger one and its mask
     assert merged["scores"].tolist() == [pytest.approx(0.8)]
     torch.testing.assert_close(merged["masks"], mask.flip(-1))
-    pose = PoseTask({"class_names": ["p"], "model": "centernet", "flip_idx": [1, 0, 2]})
+    pose = PoseTask(meta_for("pose"))
     kps = torch.tensor([[[1.0, 2.0, 0.9], [3.0, 2.0, 0.8], [2.0, 5.0, 0.7]]])  # left, right, centre
     out = [{"boxes": torch.tensor([[1.0, 2.0, 3.0, 5.0]]), "scores": torch.tensor([0.9]),
             "labels": torch.tensor([0]), "keypoints": kps}]  # fmt: skip
@@ -242,6 +245,6 @@ def test_instance_and_pose_views_and_nms_merge() -> None:
     torch.testing.assert_close(back, torch.tensor([[[5.0, 2.0, 0.8], [7.0, 2.0, 0.9], [6.0, 5.0, 0.7]]]))
     with pytest.raises(ConfigError, match="vflip"):
         pose.unview(out, View(vflip=True), (8, 8), (8, 8))
-    no_pairs = PoseTask({"class_names": ["p"], "model": "centernet", "flip_idx": None})
+    no_pairs = PoseTask(meta_for("pose", flip_idx=None))
     with pytest.raises(ConfigError, match="flip_idx"):
         no_pairs.unview(out, View(hflip=True), (8, 8), (8, 8))

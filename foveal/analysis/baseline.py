@@ -28,7 +28,7 @@ from PIL import Image
 
 from foveal.atomic import atomic_write, atomic_write_text
 from foveal.data.imageio import load_rgb
-from foveal.engine.rundir import new_run_dir
+from foveal.engine.rundir import new_run_dir, run_parent
 from foveal.errors import ConfigError, DataError, check_choice
 from foveal.serialize import dumps, plain
 
@@ -274,7 +274,7 @@ def baseline(
     scored = {split: predict_probs(pipeline, x[split], len(names)) for split in splits if split != "train"}
     results = {split: _metrics(probs, y[split], loaded.kind, names) for split, probs in scored.items()}
 
-    run_dir = new_run_dir(Path(project) / "classify", name or f"baseline-{features}-{model}")
+    run_dir = new_run_dir(run_parent(project, "classify"), name or f"baseline-{features}-{model}")
     config = {
         "task": "classify",
         "baseline": True,

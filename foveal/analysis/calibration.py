@@ -10,7 +10,8 @@
   that a confidence of exactly 1.0 falls in the last bin (torchmetrics gives it a bin of its own).
 
 :func:`calibrate` fits the temperature of a checkpoint on a labelled split and stores it in the
-checkpoint's task meta (``temperature``), which ``ClassifyTask.probabilities`` divides the logits by.
+checkpoint's task meta (``temperature``), which ``foveal.engine.calibrated`` applies to the model's
+outputs through ``Task.temper``. Every task that implements ``Task.calibration_pairs`` is covered.
 """
 
 from __future__ import annotations
@@ -260,7 +261,7 @@ def calibrate(
     on_bad_image: str = "error",
     n_bins: int = 15,
 ) -> CalibrationResult:
-    """Fit a temperature for classification checkpoint ``weights`` on ``split`` of ``data``.
+    """Fit the output temperature of checkpoint ``weights`` on ``split`` of ``data``.
 
     Stores it in the checkpoint's task meta (``temperature``; the file is replaced atomically, the
     original kept once as ``<name>.uncalibrated.ckpt``) and writes ``calibration.json``,
@@ -271,27 +272,16 @@ def calibrate(
     from foveal.atomic import atomic_write, atomic_write_text
     from foveal.data.checks import drop_unreadable
     from foveal.engine.checkpoint import load, read_checkpoint
-    from foveal.engine.inference import run_model
     from foveal.serialize import dumps
 
     checkpoint = read_checkpoint(weights)
     path = Path(checkpoint.pop("path"))
     meta = checkpoint["foveal"]["meta"]
-    if meta.get("task") not in ("classify", "segment", "detect", "instance", "pose"):
-        raise ConfigError(
-            f"{path}: a '{meta.get('task')}' checkpoint; calibration covers classify, segment, detect"
-        )
-    loaded = load(path)
+    loaded = load(path, temper=False)  # fit on the raw outputs
     samples = drop_unreadable(loaded.task.load_eval_data(str(data), split, fmt), on_bad_image)
-    if meta["task"] == "segment":
-        logits, targets = pixel_logits(loaded, samples, batch, workers, device)
-    elif meta["task"] != "classify":
-        logits, targets = detection_logits(loaded, samples, batch, workers, device)
-    else:
-        kept, _ = run_model(loaded.task, loaded.model, samples, batch, workers, device)
-        logits, targets = kept["logits"].double(), kept["targets"]
-    multilabel = meta.get("kind") == "multilabel" or meta["task"] not in ("classify", "segment")
-    previous = float(meta.get("temperature", 1.0))
+    logits, targets = calibration_pairs(loaded, samples, batch, workers, device)
+    multilabel = loaded.task.calibration_multilabel
+    previous = float(loaded.task.meta.temperature)
     temperature = fit_temperature(logits, targets, multilabel)
     before = scaled_probabilities(logits, previous, multilabel)
     after = scaled_probabilities(logits, temperature, multilabel)
@@ -346,54 +336,38 @@ def calibrate(
     return result
 
 
-def detection_logits(
-    loaded: Any, samples: Any, batch: int, workers: int | None, device: str
+def calibration_pairs(
+    loaded: Any, samples: Any, batch: int, workers: int | None, device: str, max_pairs: int = 500_000
 ) -> tuple[Tensor, Tensor]:
-    """A detector's raw scores as logits (N, 1) float64 and whether each detection is a true positive
-    (N, 1) (scores >= 0.05, IoU >= 0.5 with a box of its class; see ``score_outcomes``)."""
-    from foveal.engine.inference import run_model
-    from foveal.metrics.detection import score_outcomes
-
-    task = loaded.task
-    saved_temperature = task.meta.pop("temperature", None)  # fit on the raw scores
-    try:
-        kept, _ = run_model(task, loaded.model, samples, batch, workers, device)
-    finally:
-        if saved_temperature is not None:
-            task.meta["temperature"] = saved_temperature
-    scores, hits = score_outcomes(*task.per_image(kept))
-    if not len(scores):
-        raise DataError("no detection scores >= 0.05 on this split: nothing to calibrate; train longer first")
-    logits = torch.logit(torch.as_tensor(scores, dtype=torch.float64), eps=1e-6)
-    return logits[:, None], torch.as_tensor(hits, dtype=torch.float64)[:, None]
-
-
-def pixel_logits(
-    loaded: Any, samples: Any, batch: int, workers: int | None, device: str, max_pixels: int = 500_000
-) -> tuple[Tensor, Tensor]:
-    """A segmentation model's raw per-pixel class logits (P, K) float64 and targets (P,) over labelled
-    pixels of ``samples`` (binary maps as two classes [0, z]); a seeded random subset of about
-    ``max_pixels`` pixels when there are more."""
-    from foveal.engine.inference import pick_device
+    """The raw logits (N, K) float64 and targets of ``samples`` that a temperature is fitted on
+    (``Task.calibration_pairs`` per batch: images, labelled pixels or detections); a seeded random
+    subset of about ``max_pairs`` when there are more (rows are kept at the rate the first batch
+    implies for the whole split)."""
+    from foveal.engine.inference import pick_device, to_device
     from foveal.engine.loaders import make_loader
 
     task, target_device = loaded.task, pick_device(device)
     model = loaded.model.to(target_device).eval()
-    keep_rate = min(1.0, max_pixels / max(1, len(samples) * task.meta["imgsz"] ** 2))
     generator = torch.Generator().manual_seed(0)
-    saved_temperature = task.meta.pop("temperature", None)  # fit on the raw logits
-    parts: list[tuple[Tensor, Tensor]] = []
-    try:
-        with torch.no_grad():
-            for images, targets in make_loader(task, samples, "val", batch, workers):
-                logits = task.class_logits(task.forward(model, images.to(target_device))).cpu()
-                valid = targets != task.ignore_index
-                chosen = valid & (torch.rand(valid.shape, generator=generator) < keep_rate)
-                parts.append((logits[chosen].double(), targets[chosen]))
-    finally:
-        if saved_temperature is not None:
-            task.meta["temperature"] = saved_temperature
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    keep_rate, parts, seen = 1.0, [], 0
+    with torch.no_grad():
+        for images, targets in make_loader(task, samples, "val", batch, workers):
+            outputs = task.forward(model, images.to(target_device))
+            logits, labels = task.calibration_pairs(outputs, to_device(targets, target_device))
+            if not seen:
+                keep_rate = min(1.0, max_pairs / max(1.0, len(logits) / len(images) * len(samples)))
+            seen += len(images)
+            if keep_rate < 1.0:
+                chosen = torch.rand(len(logits), generator=generator) < keep_rate
+                logits, labels = logits[chosen], labels[chosen]
+            parts.append((logits.double().cpu(), labels.cpu()))
+    logits, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    if not len(logits):
+        raise DataError(
+            f"nothing to calibrate on these {len(samples)} images (a detector with no score >= 0.05?); "
+            "train longer first"
+        )
+    return logits, labels
 
 
 def _copy_atomic(source: Path, target: Path) -> None:

@@ -1,6 +1,6 @@
 """K-fold cross-validation: ``cross_validate(data, folds=K, **train options) -> CVResult``.
 
-Writes, under one folder (default ``runs/<task>/cv-<model>``):
+Writes, under one folder (``PROJECT/NAME``; default ``runs/<task>/cv-<model>``):
 
 - ``folds/fold_k.json``: stratified, group-aware fold manifests (``foveal data split --folds K``); an
   on-disk test split stays out of the folds and every fold run reports it;
@@ -29,14 +29,6 @@ from foveal.errors import ConfigError
 from foveal.serialize import dumps
 
 log = logging.getLogger("foveal")
-
-READER_TASK = {
-    "classify": "classify",
-    "segment": "segment",
-    "detect": "detect",
-    "instance": "detect",
-    "pose": "detect",
-}
 
 
 @dataclass
@@ -125,32 +117,26 @@ def _train_fold(out: Path, k: int, manifest: Path, task: str, options: dict[str,
     return run, False
 
 
-def _targets(manifest: Path, task: str) -> dict[str, Any]:
-    """Path -> target label for classification val samples (None for other tasks)."""
-    if task != "classify":
-        return {}
-    from foveal.data.loading import load_classification
-
-    data = load_classification(manifest, split_off_val=False)
-    names = data.class_names
+def _targets(loaded: Any, manifest: Path) -> dict[str, Any]:
+    """Path -> the target of each val sample of the fold in user terms (``Task.target_summary``)."""
     return {
-        str(Path(s.path).resolve()): (
-            [names[i] for i in s.label] if isinstance(s.label, list) else names[s.label]
-        )
-        for s in data.split("val")
+        str(Path(s.path).resolve()): loaded.task.target_summary(s)
+        for s in loaded.task.load_eval_data(str(manifest), "val")
     }
 
 
-def _out_of_fold(run: Path, k: int, manifest: Path, task: str, out: Path) -> list[dict[str, Any]]:
+def _out_of_fold(run: Path, k: int, manifest: Path, out: Path) -> list[dict[str, Any]]:
     """The fold's best checkpoint predicting its own val fold; rows with ``fold`` and ``target``."""
     from foveal.data.manifest import read_manifest
+    from foveal.engine.checkpoint import load
     from foveal.engine.evaluation import json_rows, predict
 
     fold = read_manifest(manifest)
     base = fold.source if fold.source.is_dir() else fold.source.parent
     paths = [str(base / p) for p in fold.splits.get("val", [])]
-    rows = predict(run / "checkpoints" / "best.ckpt", paths, out=out / "oof" / f"fold_{k}", workers=0)
-    targets = _targets(manifest, task)
+    loaded = load(run / "checkpoints" / "best.ckpt")
+    rows = predict(loaded, paths, out=out / "oof" / f"fold_{k}", workers=0)
+    targets = _targets(loaded, manifest)
     return [{"fold": k, "target": targets.get(str(Path(r["path"]).resolve())), **r} for r in json_rows(rows)]
 
 
@@ -170,16 +156,16 @@ def cross_validate(
     ``options`` are training options (``model``, ``epochs``, ...), the same for every fold. Returns the
     per-fold runs, the metric summary (also in ``cv.json``) and the out-of-fold predictions file.
     """
-    from foveal.config import TASKS
     from foveal.data.splitting import split_dataset
-    from foveal.errors import check_choice
+    from foveal.engine.rundir import run_parent
+    from foveal.tasks import get_task
 
-    check_choice("task", task, TASKS)
+    kind = get_task(task).dataset_kind
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ConfigError(f"--folds {folds}: cross-validation needs K >= 2 folds, e.g. --folds 5")
     options = {k: v for k, v in options.items() if v is not None and k not in ("data", "val", "task")}
     model = options.get("model") or "default"
-    out = Path(project) / task / (name or f"cv-{str(model).replace(':', '-').replace('/', '-')}")
+    out = run_parent(project, task) / (name or f"cv-{str(model).replace(':', '-').replace('/', '-')}")
     settings = _settings(data, folds, group_by, seed, options)
     _claim(out, settings)
     manifests = [out / "folds" / f"fold_{k}.json" for k in range(folds)]
@@ -187,8 +173,8 @@ def cross_validate(
         from foveal.data.index import index_dataset
 
         fmt = options.get("format", "auto")
-        has_test = "test" in index_dataset(data, READER_TASK[task], fmt).splits  # kept out of the folds
-        split_dataset(data, out / "folds", task=READER_TASK[task], fmt=fmt, folds=folds, group_by=group_by,
+        has_test = "test" in index_dataset(data, kind, fmt).splits  # kept out of the folds
+        split_dataset(data, out / "folds", task=kind, fmt=fmt, folds=folds, group_by=group_by,
                       seed=seed, keep_test=has_test, force=True)  # fmt: skip
     runs, resumed, rows = [], [], []
     per_fold: list[dict[str, float]] = []
@@ -200,7 +186,7 @@ def cross_validate(
         per_fold.append(_numeric(json.loads((run / "metrics.json").read_text(encoding="utf-8"))))
         oof_rows = out / "oof" / f"fold_{k}" / "oof_rows.json"
         if not oof_rows.is_file():
-            atomic_write_text(oof_rows, dumps(_out_of_fold(run, k, manifest, task, out), indent=1))
+            atomic_write_text(oof_rows, dumps(_out_of_fold(run, k, manifest, out), indent=1))
         rows += json.loads(oof_rows.read_text(encoding="utf-8"))
     keys = sorted(set.intersection(*(set(m) for m in per_fold)))
     summary = {key: summarise([m[key] for m in per_fold]) for key in keys}

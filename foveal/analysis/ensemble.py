@@ -55,10 +55,10 @@ class EnsembleResult:
 def _check_members(loaded: list[Any]) -> None:
     first = loaded[0].task
     for other in loaded[1:]:
-        if other.task.name != first.name or other.task.meta["class_names"] != first.meta["class_names"]:
+        if other.task.name != first.name or other.task.class_names != first.class_names:
             raise ConfigError(
-                f"{other.path}: a {other.task.name} model of classes {other.task.meta['class_names']}, "
-                f"unlike {loaded[0].path} ({first.name}, {first.meta['class_names']}); ensemble models "
+                f"{other.path}: a {other.task.name} model of classes {other.task.class_names}, "
+                f"unlike {loaded[0].path} ({first.name}, {first.class_names}); ensemble models "
                 "of one task and class list"
             )
 
@@ -151,7 +151,7 @@ def ensemble(
     loaded = [load(w) for w in weights]
     _check_members(loaded)
     task = loaded[0].task
-    if method == "stack" and (task.name != "classify" or task.multilabel):
+    if method == "stack" and not task.single_label:
         raise ConfigError(
             "--method stack fits a logistic regression on class probabilities: single-label classify"
         )
@@ -164,16 +164,15 @@ def ensemble(
     for member in loaded:
         kept, _ = run_model(member.task, with_tta(member, tta), samples, batch, workers, device)
         member_metrics.append(member.task.compute_metrics(kept))
-        if "probs" in kept:
-            member_probs.append(kept["probs"].numpy())
+        if task.single_label:
+            member_probs.append(member.task.single_label_probabilities(kept)[0].numpy())
     w = [1.0] * len(loaded)
     if method == "weighted":
         options = (batch, workers, device, fmt, tta)
         w = list(member_weights or _fit_weights(loaded, data, split, member_probs, samples, *options))
     if method == "stack":
         probs = torch.as_tensor(_stack([str(p) for p in oof or []], member_probs, task.class_names))
-        targets = torch.as_tensor(np.array([s.label for s in samples]))
-        kept = {"probs": probs.float(), "logits": probs.clamp_min(1e-7).log().float(), "targets": targets}
+        kept = task.kept_from_probabilities(probs, torch.as_tensor(np.array([s.label for s in samples])))
     else:
         merged = MergedModel(
             task, [m.model for m in loaded], parse_tta(tta), w, "vote" if method == "vote" else "mean"
@@ -205,13 +204,14 @@ def _fit_weights(
         samples = None  # evaluate on val below
     else:
         log.warning("weights fitted on the split they are scored on (val): optimistic; use --split test")
-    if task.name == "classify" and not task.multilabel:
+    if task.single_label:
         if samples is None:
             from foveal.engine.evaluation import with_tta
             from foveal.engine.inference import run_model
 
             samples = task.load_eval_data(str(data), "val", fmt)
-            probs = [run_model(m.task, with_tta(m, tta), samples, batch, workers, device)[0]["probs"].numpy()
+            probs = [m.task.single_label_probabilities(
+                         run_model(m.task, with_tta(m, tta), samples, batch, workers, device)[0])[0].numpy()
                      for m in loaded]  # fmt: skip
         targets = np.array([s.label for s in samples])
         return fit_log_loss_weights(probs, targets)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from foveal.engine.calibrated import temper_model
 from foveal.errors import CheckpointError
 from foveal.tasks import get_task, task_names
 from foveal.tasks.base import Task
@@ -57,8 +58,18 @@ def model_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
 
 
-def load(path: str | Path, task: str | None = None, device: str | torch.device = "cpu") -> Loaded:
-    """Load a checkpoint for prediction; ``task`` (if given) must match the checkpoint's task."""
+def task_meta(checkpoint: dict[str, Any]) -> Any:
+    """The checkpoint's typed task meta (``Task.Meta``); one-line CheckpointError when it does not fit."""
+    meta = checkpoint["foveal"]["meta"]
+    return get_task(meta["task"]).Meta.from_dict(meta, source=checkpoint.get("path", "checkpoint"))
+
+
+def load(
+    path: str | Path, task: str | None = None, device: str | torch.device = "cpu", temper: bool = True
+) -> Loaded:
+    """Load a checkpoint for prediction; ``task`` (if given) must match the checkpoint's task. The
+    model's outputs carry the checkpoint's calibrated temperature unless ``temper`` is False (raw
+    outputs, e.g. to fit a temperature)."""
     checkpoint = read_checkpoint(path)
     meta = checkpoint["foveal"]["meta"]
     found = meta.get("task")
@@ -71,8 +82,10 @@ def load(path: str | Path, task: str | None = None, device: str | torch.device =
             f"{checkpoint['path']}: this is a '{found}' checkpoint, not '{task}'; "
             f"use --task {found} or a {task} checkpoint"
         )
-    task_obj = get_task(found)(meta)
+    task_obj = get_task(found)(task_meta(checkpoint))
     model = task_obj.build_model()
     model.load_state_dict(model_state(checkpoint))
     model.eval().to(device)
+    if temper:
+        temper_model(task_obj, model)
     return Loaded(task_obj, model, checkpoint["foveal"].get("config", {}), Path(checkpoint["path"]))

@@ -15,7 +15,7 @@ from foveal.config import TrainConfig, load_yaml, make_config, save_yaml
 from foveal.data.checks import drop_unreadable
 from foveal.data.sample import Sample
 from foveal.engine.loaders import make_loader
-from foveal.engine.rundir import new_run_dir, safe_name
+from foveal.engine.rundir import new_run_dir, run_parent, safe_name
 from foveal.errors import CheckpointError, ConfigError, check_choice
 from foveal.serialize import dumps
 from foveal.tasks import get_task
@@ -63,10 +63,9 @@ def check_names(cfg: TrainConfig) -> None:
     from foveal.data.checks import ON_BAD_IMAGE
     from foveal.data.transforms import resolve_aug
     from foveal.engine.optim import OPTIMIZERS, SCHEDULERS
-    from foveal.models.registry import check_model_name
 
     if cfg.model is not None:
-        check_model_name(cfg.model, cfg.task)
+        get_task(cfg.task).check_model(cfg.model)
     check_choice("optimizer", cfg.optimizer, OPTIMIZERS)
     check_choice("scheduler", cfg.scheduler, SCHEDULERS)
     check_choice("--on-bad-image value", cfg.on_bad_image, ON_BAD_IMAGE)
@@ -76,13 +75,9 @@ def check_names(cfg: TrainConfig) -> None:
 def _prepare(cfg: TrainConfig) -> tuple[Task, dict[str, list[Sample]], TrainConfig]:
     check_names(cfg)
     task_cls = get_task(cfg.task)
-    splits, meta = task_cls.load_data(cfg)
     if cfg.model is None:
-        from foveal.models.registry import default_model
-
-        cfg = replace(cfg, model=default_model(cfg.task, cfg.imgsz))
-    meta["model"] = cfg.model
-    meta["model_options"] = dict(cfg.model_options)
+        cfg = replace(cfg, model=task_cls.default_model(cfg.imgsz))
+    splits, meta = task_cls.load_data(cfg)
     splits = {name: drop_unreadable(samples, cfg.on_bad_image) for name, samples in splits.items() if samples}
     return task_cls(meta), splits, cfg
 
@@ -137,10 +132,7 @@ def train(
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if resume is None:
-        run_dir = new_run_dir(
-            cfg.project if cfg.project != "runs" else Path("runs") / cfg.task,
-            cfg.name or safe_name(cfg.model),
-        )
+        run_dir = new_run_dir(run_parent(cfg.project, cfg.task), cfg.name or safe_name(cfg.model))
     history = History(run_dir / "history.json")
     module = _build_module(task_obj, cfg)
     train_loader = make_loader(
@@ -171,7 +163,7 @@ def _sampler(task: Task, splits: dict[str, list[Sample]], cfg: TrainConfig) -> S
     from foveal.data.balance import make_sampler
 
     labels = task.balance_labels(splits["train"])
-    sampler = make_sampler(labels, len(task.meta["class_names"]), cfg.balance, cfg.seed)
+    sampler = make_sampler(labels, len(task.class_names), cfg.balance, cfg.seed)
     log.info("--balance %s: %d draws per epoch of %d images", cfg.balance, len(sampler), len(labels))
     return sampler
 
@@ -202,7 +194,7 @@ def _finish(
             if split == "val":
                 loaded.task.plots(kept, results[split], str(run_dir / "plots"), splits[split], predictions)
                 # error analysis: errors.json, plots/top_losses.png + reliability.png (detect: false_*.png)
-                from foveal.analysis.errors import write_errors
+                from foveal.engine.error_report import write_errors
 
                 write_errors(
                     loaded.task, kept, results[split], splits[split], predictions, run_dir, run_dir / "plots"
@@ -223,19 +215,9 @@ def _finish(
 
 
 def _data_summary(task: Task, splits: dict[str, list[Sample]]) -> dict[str, Any]:
-    """Images per split and labels per class (images for classification, objects for detection; masks
-    are not decoded for this, so segmentation gives image counts only)."""
-    names = task.meta.get("class_names", [])
+    """Images per split and labels per class (``task.label_counts``, counted in ``task.count_unit``)."""
     summary: dict[str, Any] = {"splits": {}}
     for split, samples in splits.items():
-        counts: dict[str, int] = {}
-        for sample in samples:
-            if isinstance(sample.label, list | int):
-                found = sample.label if isinstance(sample.label, list) else [sample.label]
-            else:
-                found = [o["label"] for o in sample.objects or [] if "label" in o]
-            for index in found:
-                counts[names[index]] = counts.get(names[index], 0) + 1
-        summary["splits"][split] = {"images": len(samples), "classes": counts}
-    summary["count_unit"] = "objects" if task.name in ("detect", "instance", "pose") else "images"
+        summary["splits"][split] = {"images": len(samples), "classes": task.label_counts(samples)}
+    summary["count_unit"] = task.count_unit
     return summary

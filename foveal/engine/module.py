@@ -13,7 +13,9 @@ from foveal.tasks.base import Task
 
 
 class TaskModule(L.LightningModule):
-    """Trains ``task.build_model()`` with ``task.loss``; validation metrics via ``task.compute_metrics``.
+    """Trains ``task.build_model()`` with ``task.loss`` of ``task.criterion()`` (a submodule here, so
+    its buffers, e.g. class weights, move with the model); validation metrics via
+    ``task.compute_metrics``. A task with ``manual_optimization`` owns its training step.
 
     With EMA on, an exponential moving average of the weights (``self.ema``) is validated and
     saved in checkpoints next to the raw weights.
@@ -24,6 +26,8 @@ class TaskModule(L.LightningModule):
         self.task = task
         self.config = config
         self.model = model if model is not None else task.build_model()
+        self.criterion = task.criterion()
+        self.automatic_optimization = not task.manual_optimization
         # channels_last: ~20% faster convolutions on CPU, and the layout tensor cores want on GPU
         if task.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -47,12 +51,14 @@ class TaskModule(L.LightningModule):
         """The weights to validate and predict with: the EMA when enabled."""
         return self.ema.module if self.ema is not None else self.model
 
-    def training_step(self, batch: tuple[Tensor, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: tuple[Tensor, Any], batch_idx: int) -> Tensor | None:
+        if self.task.manual_optimization:
+            return self.task.training_step(self, batch, batch_idx)
         images, targets = batch
         images = images.contiguous(memory_format=torch.channels_last)
         if self.batch_transform is not None:
             images, targets = self.batch_transform(images, targets)
-        losses = self.task.loss(self.task.forward(self.model, images, targets), targets)
+        losses = self.task.loss(self.task.forward(self.model, images, targets), targets, self.criterion)
         for key, value in losses.items():
             self.log(
                 f"train/{key}",
@@ -72,7 +78,7 @@ class TaskModule(L.LightningModule):
         images, targets = batch
         images = images.contiguous(memory_format=torch.channels_last)
         outputs = self.task.forward(self.eval_model(), images, targets)
-        losses = self.task.loss(outputs, targets)
+        losses = self.task.loss(outputs, targets, self.criterion)
         if "loss" in losses:  # detectors in eval mode return detections, not losses
             self.log(
                 "val/loss",
@@ -101,6 +107,9 @@ class TaskModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         from foveal.engine.optim import build_optimizer, build_scheduler
 
+        own = self.task.configure_optimizers(self)
+        if own is not None:
+            return own
         cfg = self.config
         optimizer = build_optimizer(
             self.model.parameters(),
@@ -128,10 +137,18 @@ class TaskModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["foveal"] = {
-            "meta": self.task.meta,
+            "meta": self.task.meta.to_dict(),
             "config": self.config.to_dict(),
             "weights": "ema" if self.ema is not None else "model",
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints written before the loss module was part of the LightningModule lack its buffers:
+        take them from this module (they are derived from the task meta), so resuming still works."""
+        state = checkpoint.get("state_dict", {})
+        for key, value in self.state_dict().items():
+            if key.startswith("criterion.") and key not in state:
+                state[key] = value
 
 
 def _gather(kept: dict[str, Tensor], world_size: int) -> dict[str, Tensor]:

@@ -19,6 +19,12 @@ def new_run_dir(project: str | Path, name: str) -> Path:
             candidate = project / f"{name}-{n}"
 
 
+def run_parent(project: str | Path | None, task: str) -> Path:
+    """The folder a command's run goes in: ``PROJECT`` when given, else ``runs/<task>`` (the same rule
+    for train, cv, baseline, predict, ensemble, errors, ...)."""
+    return Path("runs") / task if project in (None, "runs") else Path(project)
+
+
 def safe_name(model: str) -> str:
     """A folder-safe version of a model name ('tv:resnet18' -> 'tv-resnet18')."""
     return model.replace(":", "-").replace("/", "-")

@@ -72,13 +72,13 @@ def conv_order(model: nn.Module, run: Callable[[], object]) -> list[tuple[str, t
     return list(order.items())
 
 
-def _excluded(model: nn.Module, task: str) -> set[str]:
+def _excluded(model: nn.Module, kind: str | None) -> set[str]:
     """Prefixes of the modules that predict outputs directly (their maps are the outputs themselves)."""
-    if task == "segment":
+    if kind == "map":
         head = getattr(model, "head", None)
         if isinstance(head, nn.Module):
             return {name for name, module in model.named_modules() if module is head}
-    if task in ("detect", "instance", "pose"):
+    if kind == "objects":
         head = getattr(model, "head", None)
         branches = {f"head.{b}" for b in _DETECTION_BRANCHES if isinstance(getattr(head, b, None), nn.Module)}
         if branches:
@@ -86,22 +86,26 @@ def _excluded(model: nn.Module, task: str) -> set[str]:
     return set()
 
 
-def default_layer(model: nn.Module, task: str, run: Callable[[], object]) -> str:
+def default_layer(model: nn.Module, kind: str | None, run: Callable[[], object]) -> str:
     """The layer explained when no ``--layer`` is given: the last ``nn.Conv2d`` in forward order whose
     output is spatial (height and width > 1), leaving out residual projections (modules named
     ``shortcut``/``downsample``, which run after a block's main convs but carry only its skip path)
     and the layers that emit predictions directly:
 
-    - classify: any conv (classifiers end in a linear layer);
-    - segment: convs outside the model's ``.head`` (the 1x1 classifier), i.e. the decoder's last conv;
-    - detect: for CenterNet the last decoder conv (the stride-4 map the heatmap/size/offset heads read);
-      for torchvision detectors the last conv of ``backbone.body`` (the deepest backbone stage).
+    ``kind`` is the task's ``explain_kind``:
+
+    - "vector" (classify, regress): any conv (such models end in a linear layer);
+    - "map" (segment): convs outside the model's ``.head`` (the 1x1 classifier), i.e. the decoder's
+      last conv;
+    - "objects" (detect, instance, pose): for CenterNet the last decoder conv (the stride-4 map the
+      heatmap/size/offset heads read); for torchvision detectors the last conv of ``backbone.body``
+      (the deepest backbone stage).
     ``run()`` does one forward pass of ``model`` on a typical input.
     """
     prefix = ""
-    if task in ("detect", "instance", "pose") and hasattr(getattr(model, "model", None), "backbone"):
+    if kind == "objects" and hasattr(getattr(model, "model", None), "backbone"):
         prefix = "model.backbone.body."
-    excluded = _excluded(model, task)
+    excluded = _excluded(model, kind)
     candidates = [
         name
         for name, shape in conv_order(model, run)
@@ -212,7 +216,7 @@ def features(
     def run() -> None:
         model(x)
 
-    name = layer if layer is not None else default_layer(model, task.name, run)
+    name = layer if layer is not None else default_layer(model, task.explain_kind, run)
     maps = feature_maps(model, find_layer(model, name), run)
     if out is None:
         out = output_folder(loaded.path) / f"features-{name.replace('.', '_')}-{Path(image).stem}.png"

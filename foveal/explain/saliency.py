@@ -222,8 +222,8 @@ def explain(
             module.inplace = False
     model.requires_grad_(False)  # only input and activation gradients are needed
     out_dir = Path(out) if out is not None else output_folder(loaded.path)
-    mean = torch.tensor(task.meta["mean"], device=dev).view(1, 3, 1, 1)
-    std = torch.tensor(task.meta["std"], device=dev).view(1, 3, 1, 1)
+    mean = torch.tensor(task.meta.mean, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(task.meta.std, device=dev).view(1, 3, 1, 1)
     layer_name, layer_module = layer, None
     overlays, rows, all_maps, stems = [], [], [], set()
     for path in paths:
@@ -237,7 +237,7 @@ def explain(
                 f"use {', '.join(obj.methods)}"
             )
         if "gradcam" in methods and layer_module is None:
-            layer_name = layer_name or default_layer(model, task.name, partial(model, x))
+            layer_name = layer_name or default_layer(model, task.explain_kind, partial(model, x))
             layer_module = find_layer(model, layer_name)
         maps, stats = {}, {}
         img_box = image_box(obj.box, x.shape[-1], image.size)

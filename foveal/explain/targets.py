@@ -30,7 +30,6 @@ from foveal.errors import ConfigError, did_you_mean
 from foveal.tasks.base import Task
 
 ALL_METHODS = ("occlusion", "gradients", "integrated-gradients", "gradcam")
-DETECTION_TASKS = ("detect", "instance", "pose")
 
 
 @dataclass
@@ -60,22 +59,12 @@ def prepare_image(task: Task, path: str | Path) -> tuple[Tensor, Image.Image]:
     from foveal.data.imageio import load_rgb
 
     image = load_rgb(path)
-    transform = task.transforms("predict")
-    if task.name in DETECTION_TASKS:
-        empty = {
-            "boxes": torch.zeros(0, 4),
-            "labels": torch.zeros(0, dtype=torch.int64),
-            "iscrowd": torch.zeros(0, dtype=torch.int64),
-        }
-        x, _ = transform(image, empty)
-    else:
-        x = transform(image)
-    return x[None], image
+    return task.predict_input(image)[None], image
 
 
 def class_index(task: Task, name: str) -> int:
     """Index of class ``name``; ConfigError listing the classes when it is not one."""
-    names = list(task.meta["class_names"])
+    names = task.class_names
     if name not in names:
         shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
         raise ConfigError(
@@ -95,17 +84,18 @@ def objective(
     conf: float = 0.25,
 ) -> Objective:
     """The :class:`Objective` of ``task`` for input ``x`` (1, 3, S, S) of an image of ``image_size``
-    (width, height); ``region`` (segment) is in that image's pixels."""
-    if task.name == "classify":
+    (width, height); ``region`` (segment) is in that image's pixels. The task's ``explain_kind`` picks
+    the objective: one output ("vector"), a class's pixels ("map") or one detection ("objects")."""
+    if task.explain_kind == "vector":
         _only(task, box=box, region=region)
-        return _classify(task, model, x, target)
-    if task.name == "segment":
+        return _vector(task, model, x, target)
+    if task.explain_kind == "map":
         _only(task, box=box)
         return _segment(task, model, x, target, _region(region, image_size, x.shape[-1]))
-    if task.name in DETECTION_TASKS:
+    if task.explain_kind == "objects":
         _only(task, region=region)
         return _detect(task, model, x, target, 0 if box is None else box, conf)
-    raise ConfigError(f"explain does not support --task {task.name}; use a classify, segment or detect model")
+    raise task.unsupported("foveal explain")
 
 
 def _only(task: Task, **given: Any) -> None:
@@ -114,20 +104,22 @@ def _only(task: Task, **given: Any) -> None:
             raise ConfigError(f"--{option} does not apply to a {task.name} model; leave it out")
 
 
-def _classify(task: Any, model: nn.Module, x: Tensor, target: str | None) -> Objective:
+def _vector(task: Any, model: nn.Module, x: Tensor, target: str | None) -> Objective:
+    """One of the model's outputs (``Task.explain_scores``): a class logit (occlusion: its probability),
+    or a regression target's value; by default the largest."""
     with torch.no_grad():
-        probs = task.probabilities(model(x))[0]
+        probs = task.explain_scores(model(x))[1][0]
     predicted = int(probs.argmax())
     t = predicted if target is None else class_index(task, target)
     names = task.class_names
 
     def score(batch: Tensor) -> Tensor:
-        return model(batch)[:, t]
+        return task.explain_scores(model(batch))[0][:, t]
 
     def prob(batch: Tensor) -> Tensor:
-        return task.probabilities(model(batch))[:, t]
+        return task.explain_scores(model(batch))[1][:, t]
 
-    info = {"scalar": f"logit of class '{names[t]}' (occlusion: its probability)"}
+    info = {"scalar": f"output '{names[t]}' (classify: its logit; occlusion: its probability)"}
     return Objective(
         score, prob, names[t], float(probs[t]), names[predicted], float(probs[predicted]), None, info
     )

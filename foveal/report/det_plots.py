@@ -20,7 +20,7 @@ def draw_detections(
     skeleton: Sequence[Sequence[int]] | None = None,
     scores: bool = True,
 ) -> Image.Image:
-    """Draw ``detections`` (``foveal.tasks.detect.Detections``: boxes xyxy pixels, labels, scores,
+    """Draw ``detections`` (``foveal.tasks.detection.Detections``: boxes xyxy pixels, labels, scores,
     optional masks (N, H, W) and keypoints (N, K, 3)) on ``image`` (H, W, 3) uint8.
 
     Each class has its colour (class c + 1 of the VOC palette); masks are blended at 40%, keypoints

@@ -1,27 +1,61 @@
-"""Task registry: name -> Task class."""
+"""The task registry: the one list of tasks, from which every other list, help text and default derives.
+
+A task is registered here by name with the module and class that implement it (imported lazily, so
+``import foveal`` and ``--help`` stay fast) and a one-line description. Adding a task is one entry here
+plus its module (see the README's "Adding a task").
+"""
 
 from __future__ import annotations
 
-from foveal.errors import check_choice
-from foveal.tasks.base import Task
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-TASK_CLASSES = {
-    "classify": ("foveal.tasks.classify", "ClassifyTask"),
-    "segment": ("foveal.tasks.segment", "SegmentTask"),
-    "detect": ("foveal.tasks.detect", "DetectTask"),
-    "instance": ("foveal.tasks.detect", "InstanceTask"),
-    "pose": ("foveal.tasks.detect", "PoseTask"),
+from foveal.errors import check_choice
+
+if TYPE_CHECKING:
+    from foveal.tasks.base import Task
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A registered task: ``target`` is 'module:Class'."""
+
+    name: str
+    target: str
+    description: str
+
+
+TASKS: dict[str, TaskEntry] = {
+    entry.name: entry
+    for entry in (
+        TaskEntry("classify", "foveal.tasks.classify:ClassifyTask", "image classification"),
+        TaskEntry("segment", "foveal.tasks.segment:SegmentTask", "semantic segmentation"),
+        TaskEntry("detect", "foveal.tasks.detection.detect:DetectTask", "object detection (boxes)"),
+        TaskEntry("instance", "foveal.tasks.detection.instance:InstanceTask", "instance segmentation"),
+        TaskEntry("pose", "foveal.tasks.detection.pose:PoseTask", "keypoints (pose)"),
+        TaskEntry("regress", "foveal.tasks.regress:RegressTask", "image regression (numeric targets)"),
+    )
 }
+DEFAULT_TASK = "classify"
 
 
 def task_names() -> list[str]:
-    return list(TASK_CLASSES)
+    """Every registered task name, in registry order."""
+    return list(TASKS)
+
+
+def task_help() -> str:
+    """'classify (default) | segment | ...' for ``--task`` help texts."""
+    return " | ".join(f"{n} (default)" if n == DEFAULT_TASK else n for n in TASKS)
+
+
+def check_task(name: str) -> str:
+    """``name`` if it is a registered task, else a ConfigError with close matches."""
+    return check_choice("task", name, task_names())
 
 
 def get_task(name: str) -> type[Task]:
     """The Task class for ``name`` (imported lazily); unknown names suggest close matches."""
-    import importlib
-
-    check_choice("task", name, task_names())
-    module, cls = TASK_CLASSES[name]
+    module, cls = TASKS[check_task(name)].target.split(":")
     return getattr(importlib.import_module(module), cls)

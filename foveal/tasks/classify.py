@@ -16,9 +16,9 @@ from foveal.config import TrainConfig
 from foveal.data.imageio import load_rgb
 from foveal.data.loading import load_classification
 from foveal.data.sample import Sample
-from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, batch_mixer, build_transforms, resolve_aug
+from foveal.data.transforms import batch_mixer, build_transforms
 from foveal.errors import DataError, check_choice
-from foveal.tasks.base import Task
+from foveal.tasks.base import PredictOption, Task, TaskMeta
 
 
 @dataclass
@@ -37,22 +37,37 @@ class ClassPrediction:
         return ", ".join(f"{n} {s:.3f}" for n, s in zip(self.labels, self.scores)) or "(no label)"
 
 
+@dataclass(kw_only=True)
+class ClassifyMeta(TaskMeta):
+    """``kind`` binary|multiclass|multilabel; ``thresholds`` per label (multilabel); the loss recipe."""
+
+    class_names: list[str]
+    kind: str
+    thresholds: list[float] | None = None
+    loss: str = "auto"
+    label_smoothing: float = 0.0
+    class_weights: list[float] | None = None
+    focal_gamma: float = 2.0
+
+
 class ClassifyTask(Task):
     name = "classify"
     monitor = "accuracy"
     mode = "max"
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.meta["class_names"]
+    Meta = ClassifyMeta
+    model_family = "classify"
+    dataset_kind = "classify"
+    explain_kind = "vector"
+    predict_options = (PredictOption("topk", int, 5, "classify: classes per image"),)
+    meta: ClassifyMeta
 
     @property
     def multilabel(self) -> bool:
-        return self.meta["kind"] == "multilabel"
+        return self.meta.kind == "multilabel"
 
     # -- data ---------------------------------------------------------------------------------
     @classmethod
-    def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+    def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], ClassifyMeta]:
         from foveal.losses.focal import LOSS_NAMES
 
         check_choice("classification loss", config.loss, ("auto", *LOSS_NAMES))
@@ -75,27 +90,23 @@ class ClassifyTask(Task):
                 counts.update(_labels_of(sample))
             per_class = [counts[i] for i in range(len(data.class_names))]
             weights = class_weights(per_class, config.balance_weights, config.balance_beta)
-        meta = {
-            "task": cls.name,
-            "kind": data.kind,
-            "class_names": data.class_names,
-            "imgsz": config.imgsz,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "thresholds": [0.5] * len(data.class_names) if data.kind == "multilabel" else None,
-            "aug": resolve_aug(config.aug),
-            "loss": config.loss,
-            "label_smoothing": config.label_smoothing,
-            "class_weights": weights,
-            "focal_gamma": config.focal_gamma,
-        }
+        meta = ClassifyMeta(
+            **ClassifyMeta.common(config),
+            kind=data.kind,
+            class_names=data.class_names,
+            thresholds=[0.5] * len(data.class_names) if data.kind == "multilabel" else None,
+            loss=config.loss,
+            label_smoothing=config.label_smoothing,
+            class_weights=weights,
+            focal_gamma=config.focal_gamma,
+        )
         return data.splits, meta
 
     def load_eval_data(self, data: str, split: str, fmt: str = "auto") -> list[Sample]:
         loaded = load_classification(data, fmt=fmt, class_names=self.class_names)
         if self.multilabel != (loaded.kind == "multilabel"):
             raise DataError(
-                f"{data}: the model is {self.meta['kind']} but the data is {loaded.kind}; "
+                f"{data}: the model is {self.meta.kind} but the data is {loaded.kind}; "
                 "evaluate on data labelled the same way"
             )
         samples = loaded.split(split)
@@ -112,9 +123,18 @@ class ClassifyTask(Task):
     def balance_labels(self, samples: Sequence[Sample]) -> list[list[int]]:
         return [_labels_of(s) for s in samples]
 
+    def target_summary(self, sample: Sample) -> str | list[str] | None:
+        if sample.label is None:
+            return None
+        return (
+            [self.class_names[i] for i in _labels_of(sample)]
+            if self.multilabel
+            else self.class_names[sample.label]
+        )
+
     def transforms(self, split: str) -> Callable:
-        aug = self.meta["aug"] if split == "train" else None
-        return build_transforms(split, self.meta["imgsz"], aug, mean=self.meta["mean"], std=self.meta["std"])
+        aug = self.meta.aug if split == "train" else None
+        return build_transforms(split, self.meta.imgsz, aug, mean=self.meta.mean, std=self.meta.std)
 
     def item(self, sample: Sample, transform: Callable) -> tuple[Tensor, Tensor]:
         image = transform(load_rgb(sample.path))
@@ -126,44 +146,40 @@ class ClassifyTask(Task):
         return image, torch.tensor(-1 if sample.label is None else sample.label, dtype=torch.long)
 
     def batch_transform(self) -> Callable | None:
-        return batch_mixer(self.meta["aug"], len(self.class_names), self.multilabel)
+        return batch_mixer(self.meta.aug, len(self.class_names), self.multilabel)
 
     # -- model, loss, metrics -----------------------------------------------------------------
     def build_model(self) -> nn.Module:
         from foveal.models.registry import build_model
 
         return build_model(
-            self.meta["model"], len(self.class_names), task=self.name, **self.meta.get("model_options", {})
+            self.meta.model, len(self.class_names), task=self.model_family, **self.meta.model_options
         )
 
-    def _loss_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
-        if not hasattr(self, "_loss"):
-            from foveal.losses.focal import build_classification_loss
+    def criterion(self) -> nn.Module:
+        from foveal.losses.focal import build_classification_loss
 
-            name = self.meta["loss"]
-            if name == "auto":
-                name = "bce" if self.multilabel else "ce"
-            weights = self.meta.get("class_weights")
-            self._loss = build_classification_loss(
-                name,
-                multilabel=self.multilabel,
-                label_smoothing=self.meta["label_smoothing"],
-                class_weights=None if weights is None else torch.tensor(weights),
-                gamma=self.meta["focal_gamma"],
-            )
-        return self._loss
+        name = self.meta.loss
+        if name == "auto":
+            name = "bce" if self.multilabel else "ce"
+        weights = self.meta.class_weights
+        return build_classification_loss(
+            name,
+            multilabel=self.multilabel,
+            label_smoothing=self.meta.label_smoothing,
+            class_weights=None if weights is None else torch.tensor(weights),
+            gamma=self.meta.focal_gamma,
+        )
 
-    def loss(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        return {"loss": self._loss_fn()(outputs, targets)}
+    def loss(self, outputs: Tensor, targets: Tensor, criterion: nn.Module | None) -> dict[str, Tensor]:
+        return {"loss": criterion(outputs, targets)}
 
     def probabilities(self, logits: Tensor) -> Tensor:
-        """(B, C) logits -> (B, C) probabilities (sigmoid for multilabel, else softmax) of the logits
-        divided by the checkpoint's ``temperature`` (1 until ``foveal calibrate`` fits one)."""
-        logits = logits.float() / float(self.meta.get("temperature", 1.0))  # calibration (temperature)
+        """(B, C) logits -> (B, C) probabilities (sigmoid for multilabel, else softmax)."""
+        logits = logits.float()
         return logits.sigmoid() if self.multilabel else logits.softmax(dim=1)
 
     def step_outputs(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        # "logits" are the raw (B, C) model outputs, before the temperature: calibration fits on them
         return {
             "probs": self.probabilities(outputs).detach(),
             "logits": outputs.detach().float(),
@@ -173,11 +189,11 @@ class ClassifyTask(Task):
     def compute_metrics(self, kept: dict[str, Tensor]) -> dict[str, Any]:
         from foveal.metrics.classification import classification_metrics
 
-        threshold = self.meta["thresholds"] if self.multilabel else 0.5
+        threshold = self.meta.thresholds if self.multilabel else 0.5
         metrics = classification_metrics(
             kept["probs"].cpu(),
             kept["targets"].cpu(),
-            self.meta["kind"],
+            self.meta.kind,
             self.class_names,
             threshold=threshold,
         )
@@ -192,7 +208,7 @@ class ClassifyTask(Task):
 
         out = Path(out_dir)
         probs, targets = kept["probs"].cpu().numpy(), kept["targets"].cpu().numpy()
-        kind = self.meta["kind"]
+        kind = self.meta.kind
         paths = [
             plot_roc(probs, targets, kind, self.class_names, out / "roc.png"),
             plot_pr(probs, targets, kind, self.class_names, out / "pr.png"),
@@ -206,7 +222,45 @@ class ClassifyTask(Task):
             )
         return [str(p) for p in paths]
 
-    # -- prediction ---------------------------------------------------------------------------
+    def error_analysis(
+        self,
+        kept: dict[str, Tensor],
+        metrics: dict[str, Any],
+        samples: Sequence[Sample],
+        predictions: Sequence[Any],
+        plots_dir: Path,
+        n: int = 16,
+    ) -> tuple[dict[str, Any], list[str]]:
+        """``top_losses`` and ``confused_pairs`` (single-label); ``top_losses.png``, ``reliability.png``."""
+        from foveal.analysis.calibration import reliability_diagram
+        from foveal.metrics.errors import pair_rows, top_losses
+        from foveal.report.error_grids import top_losses_grid
+
+        threshold = (self.meta.thresholds or 0.5) if self.multilabel else 0.5
+        rows = top_losses(samples, kept["probs"], kept["targets"], self.class_names, n, threshold)
+        report: dict[str, Any] = {"task": self.name, "top_losses": rows, "confused_pairs": []}
+        if not self.multilabel:
+            report["confused_pairs"] = pair_rows(metrics["confusion_matrix"], self.class_names)
+        plots = [
+            str(top_losses_grid(rows, plots_dir / "top_losses.png")),
+            str(reliability_diagram(kept["probs"], kept["targets"], plots_dir / "reliability.png")),
+        ]
+        return report, plots
+
+    def explain_scores(self, outputs: Tensor) -> tuple[Tensor, Tensor]:
+        return outputs, self.probabilities(outputs)
+
+    # -- calibration, TTA and ensembles -------------------------------------------------------
+    def temper(self, outputs: Tensor, temperature: float) -> Tensor:
+        return outputs.float() / temperature
+
+    def calibration_pairs(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        return outputs.detach().double().cpu(), targets.detach().cpu()
+
+    @property
+    def calibration_multilabel(self) -> bool:
+        return self.multilabel
+
     def unview(self, outputs: Tensor, view: Any, viewed: tuple[int, int], size: tuple[int, int]) -> Tensor:
         return outputs  # a class does not move with the image
 
@@ -216,15 +270,25 @@ class ClassifyTask(Task):
         probs = torch.stack([self.probabilities(o) for o in outputs])  # (M, B, C)
         if method == "vote":
             if self.multilabel:
-                probs = (probs >= torch.tensor(self.meta["thresholds"], device=probs.device)).float()
+                probs = (probs >= torch.tensor(self.meta.thresholds, device=probs.device)).float()
             else:
                 probs = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).float()
         w = torch.tensor(weights, dtype=probs.dtype, device=probs.device)
         mean = (w[:, None, None] * probs).sum(0) / w.sum()
         mean = mean.clamp(1e-7, 1 - 1e-7)
-        temperature = float(self.meta.get("temperature", 1.0))
-        return temperature * (torch.logit(mean) if self.multilabel else mean.log())
+        return torch.logit(mean) if self.multilabel else mean.log()
 
+    @property
+    def single_label(self) -> bool:
+        return not self.multilabel
+
+    def single_label_probabilities(self, kept: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        return kept["probs"], kept["targets"]
+
+    def kept_from_probabilities(self, probs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        return {"probs": probs.float(), "logits": probs.clamp_min(1e-7).log().float(), "targets": targets}
+
+    # -- prediction ---------------------------------------------------------------------------
     def postprocess(self, outputs: Tensor, topk: int = 5, **options: Any) -> list[ClassPrediction]:
         probs = self.probabilities(outputs).cpu()
         names = self.class_names
@@ -232,7 +296,7 @@ class ClassifyTask(Task):
         for row in probs:
             if self.multilabel:
                 order = [
-                    i for i in row.argsort(descending=True).tolist() if row[i] >= self.meta["thresholds"][i]
+                    i for i in row.argsort(descending=True).tolist() if row[i] >= self.meta.thresholds[i]
                 ]
             else:
                 order = row.argsort(descending=True)[: max(1, topk)].tolist()

@@ -17,9 +17,9 @@ from torchvision import tv_tensors
 from foveal.config import TrainConfig
 from foveal.data.imageio import load_rgb
 from foveal.data.sample import Sample
-from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, resolve_aug
+from foveal.data.transforms import build_transforms, resolve_aug
 from foveal.errors import ConfigError, DataError
-from foveal.tasks.base import Task
+from foveal.tasks.base import PredictOption, Task, TaskMeta
 
 
 @dataclass
@@ -49,26 +49,46 @@ class MaskPrediction:
         return ", ".join(parts) or "(background only)"
 
 
+@dataclass(kw_only=True)
+class SegmentMeta(TaskMeta):
+    """``kind`` binary|multiclass; ``spec`` the dataset's mask encoding (``MaskSpec.to_dict``)."""
+
+    class_names: list[str]
+    kind: str
+    ignore_index: int
+    spec: dict[str, Any]
+    loss: str = "ce+dice"
+    class_weights: list[float] | None = None
+
+
 class SegmentTask(Task):
     name = "segment"
     monitor = "miou"
     mode = "max"
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.meta["class_names"]
+    Meta = SegmentMeta
+    model_family = "segment"
+    dataset_kind = "segment"
+    explain_kind = "map"
+    predict_options = (
+        PredictOption("instances", bool, False, "segment: count instances (watershed)"),
+        PredictOption("min_size", int, 0, "segment: drop components below N pixels"),
+        PredictOption("fill_holes", bool, False, "segment: fill enclosed holes"),
+        PredictOption("open_radius", int, 0, "segment: morphological opening radius"),
+        PredictOption("close_radius", int, 0, "segment: morphological closing radius"),
+    )
+    meta: SegmentMeta
 
     @property
     def binary(self) -> bool:
-        return self.meta["kind"] == "binary"
+        return self.meta.kind == "binary"
 
     @property
     def ignore_index(self) -> int:
-        return self.meta["ignore_index"]
+        return self.meta.ignore_index
 
     # -- data ---------------------------------------------------------------------------------
     @classmethod
-    def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+    def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], SegmentMeta]:
         from foveal.data.seg_loading import load_segmentation
 
         aug = resolve_aug(config.aug)
@@ -108,25 +128,21 @@ class SegmentTask(Task):
 
             pixels = _pixel_counts(splits["train"], spec)
             weights = class_weights(pixels, config.balance_weights, config.balance_beta)
-        meta = {
-            "task": cls.name,
-            "kind": kind,
-            "class_names": spec.class_names,
-            "ignore_index": spec.ignore_index,
-            "spec": spec.to_dict(),
-            "imgsz": config.imgsz,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "aug": aug,
-            "loss": "ce+dice" if config.loss == "auto" else config.loss,
-            "class_weights": weights,
-        }
+        meta = SegmentMeta(
+            **SegmentMeta.common(config),
+            kind=kind,
+            class_names=list(spec.class_names),
+            ignore_index=spec.ignore_index,
+            spec=spec.to_dict(),
+            loss="ce+dice" if config.loss == "auto" else config.loss,
+            class_weights=weights,
+        )
         return splits, meta
 
     def load_eval_data(self, data: str, split: str, fmt: str = "auto") -> list[Sample]:
         from foveal.data.seg_loading import load_segmentation
 
-        splits, _ = load_segmentation(data, fmt=fmt, class_spec=self._spec(), split_off_val=False)
+        splits, _ = load_segmentation(data, fmt=fmt, class_spec=self.mask_spec, split_off_val=False)
         if splits.get(split):
             return splits[split]
         present = [name for name, part in splits.items() if part]
@@ -141,7 +157,7 @@ class SegmentTask(Task):
         """Classes present in each mask (background left out when another class is present)."""
         from foveal.data.seg_loading import decode_target
 
-        spec, ignore = self._spec(), self.ignore_index
+        spec, ignore = self.mask_spec, self.ignore_index
 
         def present(sample: Sample) -> list[int]:
             values = [int(v) for v in np.unique(decode_target(sample, spec)) if v != ignore]
@@ -150,16 +166,18 @@ class SegmentTask(Task):
         with ThreadPoolExecutor(max_workers=2) as pool:
             return list(pool.map(present, samples))
 
-    def _spec(self):
+    @property
+    def mask_spec(self) -> Any:
+        """The dataset's mask encoding (``foveal.data.formats.masks.MaskSpec``)."""
         from foveal.data.formats.masks import MaskSpec
 
         if not hasattr(self, "_mask_spec"):
-            self._mask_spec = MaskSpec.from_dict(self.meta["spec"])
+            self._mask_spec = MaskSpec.from_dict(self.meta.spec)
         return self._mask_spec
 
     def transforms(self, split: str) -> Callable:
-        aug = self.meta["aug"] if split == "train" else None
-        return build_transforms(split, self.meta["imgsz"], aug, mean=self.meta["mean"], std=self.meta["std"])
+        aug = self.meta.aug if split == "train" else None
+        return build_transforms(split, self.meta.imgsz, aug, mean=self.meta.mean, std=self.meta.std)
 
     def target(self, sample: Sample, size: tuple[int, int]) -> np.ndarray:
         """The (H, W) int64 class map of ``sample`` (all ignore_index when it has no annotation)."""
@@ -167,7 +185,7 @@ class SegmentTask(Task):
 
         if sample.mask is None and sample.objects is None:
             return np.full((size[1], size[0]), self.ignore_index, dtype=np.int64)
-        return decode_target(sample, self._spec(), size)
+        return decode_target(sample, self.mask_spec, size)
 
     def item(self, sample: Sample, transform: Callable) -> tuple[Tensor, Tensor]:
         image = load_rgb(sample.path)
@@ -181,26 +199,65 @@ class SegmentTask(Task):
         from foveal.models.registry import build_model
 
         outputs = 1 if self.binary else len(self.class_names)
-        return build_model(self.meta["model"], outputs, task=self.name, **self.meta.get("model_options", {}))
+        return build_model(self.meta.model, outputs, task=self.model_family, **self.meta.model_options)
 
-    def loss(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        if not hasattr(self, "_loss"):
-            from foveal.losses.segmentation import build_segmentation_loss
+    def criterion(self) -> nn.Module:
+        from foveal.losses.segmentation import build_segmentation_loss
 
-            self._loss = build_segmentation_loss(
-                self.meta["loss"],
-                binary=self.binary,
-                num_classes=len(self.class_names),
-                ignore_index=self.ignore_index,
-                class_weights=self.meta.get("class_weights"),
-            )
-        return self._loss(outputs, targets)
+        return build_segmentation_loss(
+            self.meta.loss,
+            binary=self.binary,
+            num_classes=len(self.class_names),
+            ignore_index=self.ignore_index,
+            class_weights=self.meta.class_weights,
+        )
+
+    def loss(self, outputs: Tensor, targets: Tensor, criterion: nn.Module | None) -> dict[str, Tensor]:
+        return criterion(outputs, targets)
 
     def class_map(self, logits: Tensor) -> Tensor:
         """(B, C, H, W) logits -> (B, H, W) int64 class indices."""
         if self.binary:
             return (logits[:, 0] > 0).long()
         return logits.argmax(dim=1)
+
+    def error_analysis(
+        self,
+        kept: dict[str, Tensor],
+        metrics: dict[str, Any],
+        samples: Sequence[Sample],
+        predictions: Sequence[Any],
+        plots_dir: Path,
+        n: int = 16,
+    ) -> tuple[dict[str, Any], list[str]]:
+        """``confused_pairs`` of pixels and the ``worst_images`` by per-image mIoU (``worst_images.png``:
+        image | target | prediction)."""
+        from foveal.metrics.errors import pair_rows, worst_segmentations
+        from foveal.report.error_grids import worst_segmentations_grid
+
+        maps = [self.finalize(p, s).mask for p, s in zip(predictions, samples, strict=True)]
+        worst = worst_segmentations(samples, maps, self.mask_spec, n)
+        report = {
+            "task": self.name,
+            "confused_pairs": pair_rows(metrics["confusion_matrix"], self.class_names),
+            "worst_images": [{k: v for k, v in row.items() if k != "maps"} for row in worst],
+        }
+        plots = (
+            [str(worst_segmentations_grid(worst, self.colours(), plots_dir / "worst_images.png"))]
+            if worst
+            else []
+        )
+        return report, plots
+
+    # -- calibration, TTA and ensembles -------------------------------------------------------
+    def temper(self, outputs: Tensor, temperature: float) -> Tensor:
+        return outputs.float() / temperature  # binary: z / T, i.e. the two-class [0, z] / T
+
+    def calibration_pairs(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Every labelled pixel's raw class logits (P, K) and target class (P,)."""
+        logits, targets = self.class_logits(outputs.detach()).cpu(), targets.cpu()
+        labelled = targets != self.ignore_index
+        return logits[labelled].double(), targets[labelled]
 
     def unview(self, outputs: Tensor, view: Any, viewed: tuple[int, int], size: tuple[int, int]) -> Tensor:
         return view.invert_map(outputs, size)
@@ -233,9 +290,9 @@ class SegmentTask(Task):
         }
 
     def class_logits(self, logits: Tensor) -> Tensor:
-        """(B, C, H, W) logits -> (B, H, W, K) per-pixel class logits divided by the checkpoint's
-        ``temperature``; binary maps become two classes [0, z] (softmax of which is sigmoid(z))."""
-        logits = logits.float() / float(self.meta.get("temperature", 1.0))
+        """(B, C, H, W) logits -> (B, H, W, K) per-pixel class logits; binary maps become two classes
+        [0, z] (softmax of which is sigmoid(z))."""
+        logits = logits.float()
         if self.binary:
             logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
         return logits.permute(0, 2, 3, 1)
@@ -349,7 +406,7 @@ class SegmentTask(Task):
     def colours(self) -> list[tuple[int, int, int]]:
         from foveal.report.seg_plots import class_colours
 
-        spec_colours = self.meta["spec"].get("colours")
+        spec_colours = self.meta.spec.get("colours")
         return [tuple(c) for c in spec_colours] if spec_colours else class_colours(len(self.class_names))
 
     def save_prediction(

@@ -1,11 +1,12 @@
-"""Object detection, instance segmentation and keypoint (pose) tasks on COCO / YOLO / VOC data.
+"""The shared base of the object tasks (detect, instance, pose) on COCO / YOLO / VOC data.
 
 Internally an image's objects are ``boxes`` (N, 4) float xyxy absolute pixels, ``labels`` (N,) int64
 0-based class indices, ``iscrowd`` (N,), plus ``masks`` (N, H, W) uint8 (instance) and ``keypoints``
 (N, K, 3) x, y, visibility (pose). Models follow torchvision's detection convention (see
 ``foveal.models.detection``). Metrics are COCO's (``foveal.metrics.detection``), computed on boxes and
 keypoints scaled back to each image's original size; instance masks are evaluated at the model's
-input size (``imgsz``), where they were predicted.
+input size (``imgsz``), where they were predicted. What a family member adds (masks, keypoints) comes
+through the hooks of :class:`ObjectTask` (``object_target``, ``keep_objects``, ``object_metrics``, ...).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,20 +26,17 @@ from foveal.config import TrainConfig
 from foveal.data.imageio import load_rgb
 from foveal.data.sample import Sample
 from foveal.data.splits import stratified_split
-from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resolve_aug
 from foveal.errors import ConfigError, DataError
-from foveal.tasks.base import Task
+from foveal.tasks.base import PredictOption, Task, TaskMeta
 
 Target = dict[str, Tensor]
-# Keypoint OKS sigma used when the dataset gives none (COCO's sigmas span 0.025-0.107; 0.05 is mid-range).
-DEFAULT_KPT_SIGMA = 0.05
 
 
 @dataclass
 class Detections:
     """One image's detections: ``boxes`` (N, 4) float xyxy pixels, ``scores`` (N,), ``labels`` (N,)
     class indices into ``class_names``; ``masks`` (N, H, W) bool and ``keypoints`` (N, K, 3) when the
-    task predicts them. Coordinates are in the image's pixels after :meth:`DetectTask.finalize`."""
+    task predicts them. Coordinates are in the image's pixels after :meth:`ObjectTask.finalize`."""
 
     boxes: np.ndarray
     scores: np.ndarray
@@ -69,18 +67,30 @@ class Detections:
         return ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
-class DetectTask(Task):
-    """Boxes: ``--task detect``."""
+@dataclass(kw_only=True)
+class ObjectMeta(TaskMeta):
+    """``category_ids``: the dataset's category id of each class (for COCO results files)."""
 
-    name = "detect"
+    class_names: list[str]
+    category_ids: list[Any]
+
+
+class ObjectTask(Task):
+    """What detect, instance and pose share: boxes, COCO metrics, boxes fusion / NMS merging,
+    detections as predictions. Members add their outputs through the hooks in the last section."""
+
     monitor = "map"
     mode = "max"
-    masks: ClassVar[bool] = False
-    keypoints: ClassVar[bool] = False
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.meta["class_names"]
+    Meta = ObjectMeta
+    count_unit = "objects"
+    dataset_kind = "detect"
+    explain_kind = "objects"
+    predict_options = (
+        PredictOption("conf", float, 0.25, "detect: minimum score"),
+        PredictOption("iou", float, None, "detect: extra class-aware NMS at this IoU"),
+        PredictOption("max_det", int, 300, "detect: detections per image at most"),
+    )
+    meta: ObjectMeta
 
     def balance_labels(self, samples: Sequence[Sample]) -> list[list[int]]:
         """Object classes per image (repeat-factor style: an image is as rare as its rarest class)."""
@@ -89,14 +99,13 @@ class DetectTask(Task):
     @property
     def channels_last(self) -> bool:
         # torchvision's R-CNN heads .view() their feature maps, which fails on channels-last tensors
-        return self.meta["model"] == "centernet"
+        return self.meta.model == "centernet"
 
     # -- data ---------------------------------------------------------------------------------
     @classmethod
-    def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+    def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], ObjectMeta]:
         from foveal.data.det_loading import load_detection
 
-        aug = resolve_aug(config.aug)
         data = load_detection(config.data, config.format, config.on_bad_image)
         splits = {name: list(samples) for name, samples in data.splits.items()}
         if config.val is not None:
@@ -120,26 +129,13 @@ class DetectTask(Task):
                 "--balance weights is not supported for detection losses; use --balance oversample "
                 "(images sampled by their rarest object class)"
             )
-        meta = {
-            "task": cls.name,
-            "class_names": list(data.classes),
-            "category_ids": [category["id"] for category in data.categories],
-            "imgsz": config.imgsz,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "aug": aug,
-        }
-        if cls.masks:
-            _require(splits["train"], "segmentation", config.data, "instance masks (polygons or RLE)")
-        if cls.keypoints:
-            _require(splits["train"], "keypoints", config.data, "keypoints")
-            names = list(data.keypoint_names)
-            meta.update(
-                keypoint_names=names,
-                skeleton=[list(pair) for pair in data.skeleton],
-                flip_idx=data.flip_idx,
-                kpt_sigmas=[DEFAULT_KPT_SIGMA] * len(names),
-            )
+        cls.check_objects(splits["train"], config.data)
+        meta = cls.Meta(
+            **cls.Meta.common(config),
+            class_names=list(data.classes),
+            category_ids=[category["id"] for category in data.categories],
+            **cls.meta_fields(data),
+        )
         return splits, meta
 
     def load_eval_data(self, data: str, split: str, fmt: str = "auto") -> list[Sample]:
@@ -165,13 +161,17 @@ class DetectTask(Task):
 
         return DetectionTransform(
             split,
-            self.meta["imgsz"],
-            self.meta["aug"] if split == "train" else None,
-            mean=self.meta["mean"],
-            std=self.meta["std"],
-            flip_idx=self.meta.get("flip_idx"),
-            has_keypoints=self.keypoints,
+            self.meta.imgsz,
+            self.meta.aug if split == "train" else None,
+            mean=self.meta.mean,
+            std=self.meta.std,
+            **self.transform_options(),
         )
+
+    def predict_input(self, image: Image.Image) -> Tensor:
+        empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                 "iscrowd": torch.zeros(0, dtype=torch.int64)}  # fmt: skip
+        return self.transforms("predict")(image, empty)[0]
 
     def target(self, sample: Sample, size: tuple[int, int]) -> Target:
         """``sample``'s objects as tensors for an image of ``size`` (width, height)."""
@@ -189,15 +189,7 @@ class DetectTask(Task):
             "labels": torch.tensor([o["label"] for o in objects], dtype=torch.int64),
             "iscrowd": torch.tensor([int(o.get("iscrowd", 0)) for o in objects], dtype=torch.int64),
         }
-        if self.masks:
-            target["masks"] = torch.from_numpy(_object_masks(objects, height, width))
-        if self.keypoints:
-            k = len(self.meta["keypoint_names"])
-            points = np.zeros((len(objects), k, 3), dtype=np.float32)
-            for i, o in enumerate(objects):
-                if o.get("keypoints"):
-                    points[i] = np.asarray(o["keypoints"], dtype=np.float32).reshape(k, 3)
-            target["keypoints"] = torch.from_numpy(points)
+        target.update(self.object_target(objects, height, width))
         return target
 
     def item(self, sample: Sample, transform: Callable) -> tuple[Tensor, Target]:
@@ -212,7 +204,7 @@ class DetectTask(Task):
     def batch_transform(self) -> Callable | None:
         from foveal.data.det_transforms import DetectionBatchMix
 
-        aug = self.meta["aug"]
+        aug = self.meta.aug
         if not aug.get("mosaic") and not aug.get("mixup"):
             return None
         return DetectionBatchMix(mosaic=aug.get("mosaic") or 0.0, mixup=aug.get("mixup") or 0.0)
@@ -221,81 +213,98 @@ class DetectTask(Task):
     def build_model(self) -> nn.Module:
         from foveal.models.registry import build_model
 
-        # detection builders take the training image size (R-CNNs resize inputs to it) and, for pose,
-        # the number of keypoints
-        options = {"imgsz": self.meta["imgsz"], **self.meta.get("model_options", {})}
-        if self.keypoints:
-            options.setdefault("num_keypoints", len(self.meta["keypoint_names"]))
-        return build_model(self.meta["model"], len(self.class_names), task=self.name, **options)
+        # detection builders take the training image size (R-CNNs resize inputs to it)
+        options = {"imgsz": self.meta.imgsz, **self.model_options(), **self.meta.model_options}
+        return build_model(self.meta.model, len(self.class_names), task=self.model_family, **options)
 
     def forward(self, model: nn.Module, images: Tensor, targets: Any = None) -> Any:
         if model.training:
             keys = ("boxes", "labels", "masks", "keypoints")
             return model(images, [{k: t[k] for k in keys if k in t} for t in targets])
-        outputs = model(images)
-        temperature = float(self.meta.get("temperature", 1.0))  # foveal calibrate: scores on a logit scale
-        if temperature != 1.0:
-            for out in outputs:
-                out["scores"] = torch.sigmoid(torch.logit(out["scores"].float(), eps=1e-6) / temperature)
-        return outputs
+        return model(images)
+
+    def error_analysis(
+        self,
+        kept: dict[str, Tensor],
+        metrics: dict[str, Any],
+        samples: Sequence[Sample],
+        predictions: Sequence[Any],
+        plots_dir: Path,
+        n: int = 16,
+    ) -> tuple[dict[str, Any], list[str]]:
+        """False positive / negative counts by kind, the first rows of each, ``confused_pairs`` (with
+        'background'); ``false_positives.png`` and ``false_negatives.png``."""
+        from dataclasses import replace
+
+        from foveal.metrics.errors import count_kinds, detection_errors, pair_rows
+        from foveal.report.error_grids import detection_errors_grid
+
+        # boxes to image pixels; masks are not needed here, and resizing them would cost time
+        found = [self.finalize(replace(p, masks=None), s) for p, s in zip(predictions, samples, strict=True)]
+        false_pos, false_neg = detection_errors(samples, found, class_names=self.class_names)
+        report = {
+            "task": self.name,
+            "iou": 0.5,
+            "score": 0.3,
+            "false_positives": len(false_pos),
+            "false_negatives": len(false_neg),
+            "false_positives_by_kind": count_kinds(false_pos),
+            "false_negatives_by_kind": count_kinds(false_neg),
+            "confused_pairs": pair_rows(metrics["confusion_matrix"], [*self.class_names, "background"]),
+            "top_false_positives": false_pos[:50],
+            "top_false_negatives": false_neg[:50],
+        }
+        plots = [
+            str(detection_errors_grid(false_pos[:n], plots_dir / "false_positives.png", "False positives")),
+            str(detection_errors_grid(false_neg[:n], plots_dir / "false_negatives.png", "False negatives")),
+        ]
+        return report, plots
+
+    def temper(self, outputs: list[dict[str, Tensor]], temperature: float) -> list[dict[str, Tensor]]:
+        """Scores tempered on a logit scale: sigmoid(logit(s) / T)."""
+        return [
+            {**out, "scores": torch.sigmoid(torch.logit(out["scores"].float(), eps=1e-6) / temperature)}
+            for out in outputs
+        ]
+
+    def calibration_pairs(self, outputs: Any, targets: Any) -> tuple[Tensor, Tensor]:
+        """Raw scores (>= 0.05) as logits (N, 1) and whether each is a true positive (N, 1): IoU >= 0.5
+        with a box of its class (``foveal.metrics.detection.score_outcomes``)."""
+        from foveal.metrics.detection import score_outcomes
+
+        scores, hits = score_outcomes(*self.per_image(self.step_outputs(outputs, targets)))
+        logits = torch.logit(torch.as_tensor(scores, dtype=torch.float64), eps=1e-6)
+        return logits.reshape(-1, 1), torch.as_tensor(hits, dtype=torch.float64).reshape(-1, 1)
+
+    @property
+    def calibration_multilabel(self) -> bool:
+        return True
 
     def unview(self, outputs: Any, view: Any, viewed: tuple[int, int], size: tuple[int, int]) -> Any:
-        """Boxes (and instance masks, keypoints) of a flipped / rescaled view back to the batch geometry;
-        keypoints of a horizontal flip are re-ordered by the dataset's ``flip_idx``."""
-        back = []
-        for out in outputs:
-            out = {**out, "boxes": view.invert_boxes(out["boxes"], tuple(viewed), size)}
-            if "masks" in out:
-                masks = _as_float(out["masks"], "masks")
-                out["masks"] = view.invert_map(masks, size) if len(masks) else masks.new_zeros((0, 1, *size))
-            if "keypoints" in out:
-                out["keypoints"] = self._unview_keypoints(out["keypoints"], view, tuple(viewed), size)
-            back.append(out)
-        return back
-
-    def _unview_keypoints(
-        self, keypoints: Tensor, view: Any, viewed: tuple[int, int], size: tuple[int, int]
-    ) -> Tensor:
-        """(N, K, 3) x, y, score of the viewed image -> the original; hflip re-orders by ``flip_idx``."""
-        if view.vflip:
-            raise ConfigError("--tta vflip has no keypoint order to restore for pose; use --tta hflip")
-        kps = keypoints.float().clone()
-        kps[..., 0] *= size[1] / viewed[1]
-        kps[..., 1] *= size[0] / viewed[0]
-        if view.hflip:
-            flip_idx = self.meta.get("flip_idx")
-            if flip_idx is None:
-                raise ConfigError(
-                    "--tta hflip for pose needs the keypoints' flip_idx (left/right pairs) in the dataset "
-                    "(YOLO data.yaml flip_idx, COCO category flip_idx); without it use no --tta"
-                )
-            kps[..., 0] = size[1] - kps[..., 0]
-            kps = kps[:, flip_idx]
-        return kps
+        """Boxes (and what the member adds: ``unview_objects``) of a flipped / rescaled view back to
+        the batch geometry."""
+        return [
+            self.unview_objects(
+                {**out, "boxes": view.invert_boxes(out["boxes"], tuple(viewed), size)},
+                view,
+                tuple(viewed),
+                size,
+            )  # fmt: skip
+            for out in outputs
+        ]
 
     def merge(self, outputs: list[Any], weights: list[float], method: str = "mean") -> Any:
-        """Per image over members and views: weighted boxes fusion (IoU 0.55, average confidence) of
-        boxes; with instance masks or keypoints, class-aware NMS at IoU 0.55 over all detections (scores
+        """Per image over members and views: class-aware NMS at IoU 0.55 over all detections (scores
         scaled by the member's weight), each kept box with its own mask and keypoints."""
-        from foveal.ops.boxes import batched_nms, weighted_boxes_fusion
+        from foveal.ops.boxes import batched_nms
 
         if method == "vote":
             raise ConfigError("--method vote is for classify/segment; detections merge by boxes fusion")
         merged = []
         top = max(weights)
         for per_image in zip(*outputs, strict=True):
-            if not (self.masks or self.keypoints):
-                boxes, scores, labels = weighted_boxes_fusion(
-                    [o["boxes"] for o in per_image],
-                    [o["scores"] for o in per_image],
-                    [o["labels"] for o in per_image],
-                    weights=weights,
-                    iou_threshold=0.55,
-                )
-                merged.append({"boxes": boxes, "scores": scores, "labels": labels})
-                continue
             pooled = {
-                key: torch.cat([_as_float(o[key], key) if key != "labels" else o[key] for o in per_image])
+                key: torch.cat([as_float(o[key], key) if key != "labels" else o[key] for o in per_image])
                 for key in per_image[0]
             }
             pooled["scores"] = torch.cat([o["scores"].float() * w / top for o, w in zip(per_image, weights)])
@@ -303,7 +312,8 @@ class DetectTask(Task):
             merged.append({key: value[keep] for key, value in pooled.items()})
         return merged
 
-    def loss(self, outputs: Any, targets: Any) -> dict[str, Tensor]:
+    def loss(self, outputs: Any, targets: Any, criterion: nn.Module | None) -> dict[str, Tensor]:
+        """The model's own loss terms (detectors compute them in training mode)."""
         if not isinstance(outputs, dict):
             return {}  # eval mode: detections, no losses
         terms = {k: v for k, v in outputs.items() if k != "loss"}
@@ -311,7 +321,7 @@ class DetectTask(Task):
         return {"loss": total, **terms}
 
     def step_outputs(self, outputs: list[dict[str, Tensor]], targets: list[Target]) -> dict[str, Tensor]:
-        imgsz = self.meta["imgsz"]
+        imgsz = self.meta.imgsz
         kept: dict[str, list[Tensor]] = {}
 
         def put(key: str, value: Tensor) -> None:
@@ -329,13 +339,8 @@ class DetectTask(Task):
             put("gt_labels", target["labels"])
             put("gt_iscrowd", target["iscrowd"])
             put("orig_size", target["orig_size"][None])
-            if self.masks:
-                put("pred_masks", (out["masks"] > 0.5).to(torch.uint8))
-                put("gt_masks", target["masks"].to(torch.uint8))
-            if self.keypoints:
-                k_scale = torch.tensor([w / imgsz, h / imgsz, 1.0])
-                put("pred_keypoints", out["keypoints"].detach().cpu().float() * k_scale)
-                put("gt_keypoints", target["keypoints"].cpu().float() * k_scale)
+            for key, value in self.keep_objects(out, target, (w / imgsz, h / imgsz)).items():
+                put(key, value)
         return {key: torch.cat(parts) for key, parts in kept.items()}
 
     def per_image(self, kept: dict[str, Tensor]) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
@@ -352,16 +357,7 @@ class DetectTask(Task):
         preds, gts = self.per_image(kept)
         metrics: dict[str, Any] = {"n": len(gts)}
         metrics.update(detection_metrics(preds, gts, self.class_names, iou_type="bbox"))
-        if self.masks:
-            imgsz = self.meta["imgsz"]
-            at_input = [{**gt, "image_size": (imgsz, imgsz)} for gt in gts]
-            segm = detection_metrics(preds, at_input, self.class_names, iou_type="segm")
-            metrics.update({f"segm_{k}": v for k, v in segm.items()})
-        if self.keypoints:
-            kpt = detection_metrics(
-                preds, gts, self.class_names, iou_type="keypoints", kpt_sigmas=self.meta["kpt_sigmas"]
-            )
-            metrics.update({f"kpt_{k}": v for k, v in kpt.items()})
+        metrics.update(self.object_metrics(preds, gts))
         matrix = detection_confusion_matrix(preds, gts, len(self.class_names))
         metrics["confusion_matrix"] = matrix.tolist()
         scores, hits = score_outcomes(preds, gts)  # ECE of scores >= 0.05 against "is a true positive"
@@ -402,9 +398,7 @@ class DetectTask(Task):
                 truth = self.target(sample, image.size)
                 truths.append(self._as_detections(truth))
                 found.append(prediction)
-            paths.append(
-                plot_detection_grid(images, truths, found, out / "examples.png", self.meta.get("skeleton"))
-            )
+            paths.append(plot_detection_grid(images, truths, found, out / "examples.png", self.skeleton))
         return [str(p) for p in paths]
 
     def _as_detections(self, target: Target) -> Detections:
@@ -443,8 +437,8 @@ class DetectTask(Task):
                     out["scores"][keep].float().cpu().numpy(),
                     out["labels"][keep].cpu().numpy(),
                     self.class_names,
-                    (out["masks"][keep] > 0.5).cpu().numpy() if self.masks else None,
-                    out["keypoints"][keep].float().cpu().numpy() if self.keypoints else None,
+                    (out["masks"][keep] > 0.5).cpu().numpy() if "masks" in out else None,
+                    out["keypoints"][keep].float().cpu().numpy() if "keypoints" in out else None,
                 )
             )
         return results
@@ -453,7 +447,7 @@ class DetectTask(Task):
         """Scale boxes, keypoints and masks from the model input size to ``sample``'s image size."""
         with Image.open(sample.path) as image:
             width, height = image.size
-        imgsz = self.meta["imgsz"]
+        imgsz = self.meta.imgsz
         sx, sy = width / imgsz, height / imgsz
         if math.isclose(sx, 1.0) and math.isclose(sy, 1.0):
             return prediction
@@ -483,7 +477,7 @@ class DetectTask(Task):
         and the image's ``file_name`` (foveal's ``val --predictions`` matches on it)."""
         from pycocotools import mask as mask_utils
 
-        ids = self.meta.get("category_ids") or list(range(1, len(self.class_names) + 1))
+        ids = self.meta.category_ids or list(range(1, len(self.class_names) + 1))
         index = {name: ids[i] for i, name in enumerate(self.class_names)}
         entries = []
         for i, (box, score, label) in enumerate(zip(row["boxes"], row["scores"], row["labels"], strict=True)):
@@ -526,24 +520,54 @@ class DetectTask(Task):
     def render(self, image: Image.Image, prediction: Detections) -> Image.Image:
         from foveal.report.det_plots import draw_detections
 
-        return draw_detections(np.asarray(image), prediction, self.meta.get("skeleton"))
+        return draw_detections(np.asarray(image), prediction, self.skeleton)
+
+    # -- what a family member adds ------------------------------------------------------------
+    @property
+    def skeleton(self) -> list[list[int]] | None:
+        """Keypoint pairs to draw as lines (pose), else None."""
+        return None
+
+    @classmethod
+    def check_objects(cls, samples: list[Sample], source: Any) -> None:
+        """Fail when the training annotations lack what this task needs (masks, keypoints)."""
+
+    @classmethod
+    def meta_fields(cls, data: Any) -> dict[str, Any]:
+        """Extra ``Meta`` fields from the loaded dataset (``DetectionData``)."""
+        return {}
+
+    def transform_options(self) -> dict[str, Any]:
+        """Extra ``DetectionTransform`` options (keypoints and their flip order)."""
+        return {}
+
+    def model_options(self) -> dict[str, Any]:
+        """Extra builder options (e.g. the number of keypoints); the user's ``model_options`` win."""
+        return {}
+
+    def object_target(self, objects: list[dict[str, Any]], height: int, width: int) -> Target:
+        """Extra target tensors of an image's objects (masks (N, H, W), keypoints (N, K, 3))."""
+        return {}
+
+    def unview_objects(
+        self, out: dict[str, Tensor], view: Any, viewed: tuple[int, int], size: tuple[int, int]
+    ) -> dict[str, Tensor]:
+        """Map the extra outputs of a TTA view back to the original geometry."""
+        return out
+
+    def keep_objects(
+        self, out: dict[str, Tensor], target: Target, scale: tuple[float, float]
+    ) -> dict[str, Tensor]:
+        """Extra per-object tensors to keep for metrics (``pred_*``/``gt_*``), scaled by (sx, sy)
+        from the model input to the original image where they are coordinates."""
+        return {}
+
+    def object_metrics(self, preds: list[dict[str, Tensor]], gts: list[dict[str, Tensor]]) -> dict[str, Any]:
+        """Extra metrics (``segm_*``, ``kpt_*``) beside the box ones."""
+        return {}
 
 
-class InstanceTask(DetectTask):
-    """Boxes and instance masks: ``--task instance`` (metrics ``segm_*`` beside the box ones)."""
-
-    name = "instance"
-    masks = True
-
-
-class PoseTask(DetectTask):
-    """Boxes and keypoints: ``--task pose`` (metrics ``kpt_*`` beside the box ones)."""
-
-    name = "pose"
-    keypoints = True
-
-
-def _object_masks(objects: list[dict[str, Any]], height: int, width: int) -> np.ndarray:
+def object_masks(objects: list[dict[str, Any]], height: int, width: int) -> np.ndarray:
     """(N, H, W) uint8 masks of the objects' COCO polygons / RLE (box-filled when one has none)."""
     from foveal.data.formats.coco import object_mask
 
@@ -590,12 +614,12 @@ def _label_objects(
             obj["label"] = by_id[obj["category_id"]]
 
 
-def _require(samples: list[Sample], key: str, source: Any, what: str) -> None:
+def require_objects(samples: list[Sample], key: str, source: Any, what: str) -> None:
     if not any(obj.get(key) for s in samples for obj in s.objects or []):
         raise DataError(f"{source}: no {what} found in the training annotations; this task needs them")
 
 
-def _as_float(value: Tensor, key: str) -> Tensor:
+def as_float(value: Tensor, key: str) -> Tensor:
     """A float copy of a detection output; instance masks as (N, 1, H, W) (empty ones may come as 3-D)."""
     value = value.float()
     return value[:, None] if key == "masks" and value.ndim == 3 else value

@@ -1,19 +1,16 @@
-"""Error analysis: the validation images a model gets most wrong, and the classes it confuses.
+"""Error analysis computations: the samples a model gets most wrong, and the classes it confuses.
 
-- Classification: :func:`top_losses` (images by their cross-entropy) and :func:`top_losses_grid`.
+- Classification: :func:`top_losses` (images by their cross-entropy).
 - Any confusion matrix: :func:`confused_pairs` (the largest off-diagonal cells).
-- Detection: :func:`detection_errors` (false positives and false negatives, each with its kind) and
-  :func:`detection_errors_grid` (crops with the offending box drawn).
-- :func:`write_errors` writes them for a task from what evaluation already computed (training's
-  final evaluation and ``foveal val --errors``): ``errors.json`` and the plots, no extra inference.
+- Detection: :func:`detection_errors` (false positives and false negatives, each with its kind).
+- Segmentation: :func:`worst_segmentations` (images by per-image mIoU).
+
+Each task's ``Task.error_analysis`` uses these; ``foveal.report.error_grids`` draws them.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,9 +18,7 @@ import torch
 from torch import Tensor
 
 from foveal.data.sample import Sample
-
-GRID_COLUMNS = 4
-WRONG, RIGHT = "#cc0000", "#006600"
+from foveal.ops.boxes import box_iou
 
 
 def _path(sample: Sample | str) -> str:
@@ -94,24 +89,6 @@ def top_losses(
     return rows
 
 
-def _names(value: str | list[str]) -> str:
-    return value if isinstance(value, str) else "+".join(value) or "(none)"
-
-
-def top_losses_grid(rows: Sequence[dict[str, Any]], out_png: str | Path, title: str = "Top losses") -> Path:
-    """Plot :func:`top_losses` rows as a grid of images titled "target → prediction (p)", red when wrong."""
-    from foveal.data.imageio import load_rgb
-
-    images = [np.asarray(load_rgb(row["path"])) for row in rows]
-    titles = [
-        f"{_names(row['target'])} → {_names(row['prediction'])} ({row['confidence']:.2f})"
-        f"\nloss {row['loss']:.2f}"
-        for row in rows
-    ]
-    colours = [RIGHT if row["correct"] else WRONG for row in rows]
-    return image_grid(images, titles, colours, out_png, title)
-
-
 def confused_pairs(
     confusion_matrix: Sequence[Sequence[float]] | np.ndarray, class_names: Sequence[str], n: int = 10
 ) -> list[tuple[str, str, int]]:
@@ -134,16 +111,9 @@ def confused_pairs(
 
 # -- detection ----------------------------------------------------------------------------------
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(A, B) IoU of xyxy boxes a (A, 4) and b (B, 4)."""
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    """(A, B) IoU of xyxy boxes a (A, 4) and b (B, 4) (``foveal.ops.boxes.box_iou``; 0 where a union is 0)."""
+    iou = box_iou(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64))
+    return np.nan_to_num(iou.numpy(), nan=0.0)
 
 
 def _greedy(iou: np.ndarray, allowed: np.ndarray, threshold: float) -> list[tuple[int, int]]:
@@ -294,156 +264,19 @@ def _score(value: float) -> float:
     return round(float(value), 4)
 
 
-def detection_errors_grid(rows: Sequence[dict[str, Any]], out_png: str | Path, title: str) -> Path:
-    """Crops around the boxes of :func:`detection_errors` rows (a margin of half the box, at least 8
-    pixels), the box drawn in red, titled "kind: label score"."""
-    from PIL import ImageDraw
-
-    from foveal.data.imageio import load_rgb
-
-    images, titles = [], []
-    for row in rows:
-        image = load_rgb(row["path"])
-        x0, y0, x1, y1 = row["box"]
-        draw = ImageDraw.Draw(image)
-        draw.rectangle(
-            [x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)],
-            outline=(255, 0, 0),
-            width=max(1, round(min(image.size) / 100)),
-        )
-        mx, my = max(8.0, (x1 - x0) / 2), max(8.0, (y1 - y0) / 2)
-        crop = (
-            max(0, int(x0 - mx)),
-            max(0, int(y0 - my)),
-            min(image.width, math.ceil(x1 + mx)),
-            min(image.height, math.ceil(y1 + my)),
-        )
-        images.append(np.asarray(image.crop(crop) if crop[2] > crop[0] and crop[3] > crop[1] else image))
-        other = row.get("true_label", row.get("predicted_label"))
-        detail = f" ({'true' if 'true_label' in row else 'pred'} {other})" if other is not None else ""
-        score = f" {row['score']:.2f}" if "score" in row else ""
-        titles.append(f"{row['kind']}: {row['label']}{score}{detail}")
-    return image_grid(images, titles, [WRONG] * len(rows), out_png, title)
-
-
-# -- shared plot --------------------------------------------------------------------------------
-def image_grid(
-    images: Sequence[np.ndarray],
-    titles: Sequence[str],
-    colours: Sequence[str],
-    out_png: str | Path,
-    title: str,
-) -> Path:
-    """Images (H, W, 3) uint8 in a grid of up to 4 columns, each with its title in its colour."""
-    from matplotlib.figure import Figure
-
-    from foveal.report.plots import DPI, _save
-
-    count = max(1, len(images))
-    cols = min(GRID_COLUMNS, count)
-    rows = math.ceil(count / cols)
-    fig = Figure(figsize=(2.6 * cols, 2.7 * rows + 0.4), dpi=DPI, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax in axes:
-        ax.set_axis_off()
-    for ax, image, text, colour in zip(axes, images, titles, colours, strict=False):
-        ax.imshow(image, interpolation="nearest")
-        ax.set_title(text, fontsize=7, color=colour)
-    if not images:
-        axes[0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
-    fig.suptitle(title)
-    return _save(fig, out_png)
-
-
-# -- per task -----------------------------------------------------------------------------------
-def write_errors(
-    task: Any,
-    kept: dict[str, Tensor],
-    metrics: dict[str, Any],
-    samples: Sequence[Sample],
-    predictions: Sequence[Any],
-    out_dir: str | Path,
-    plots_dir: str | Path | None = None,
-    n: int = 16,
-) -> dict[str, Any]:
-    """Error analysis of one evaluated split from its ``kept`` step outputs, ``metrics`` and
-    ``predictions`` (as ``run_model`` and ``compute_metrics`` return them): writes
-    ``out_dir/errors.json`` and the plots into ``plots_dir`` (default ``out_dir``).
-
-    classify: ``top_losses`` and ``confused_pairs`` (single-label), ``plots_dir/top_losses.png`` and
-    the reliability diagram ``plots_dir/reliability.png``;
-    detect (instance, pose): false positive / negative counts by kind, the first rows of each,
-    ``confused_pairs`` (with 'background'), ``false_positives.png`` and ``false_negatives.png``;
-    segment: ``confused_pairs`` of pixels and the ``worst_images`` by per-image mIoU with
-    ``worst_images.png`` (image | target | prediction). Returns
-    {"json": path, "plots": [paths]} (other tasks: nothing written, no "json").
-    """
-    from foveal.atomic import atomic_write_text
-    from foveal.serialize import dumps
-
-    out_dir = Path(out_dir)
-    plots_dir = Path(plots_dir) if plots_dir is not None else out_dir
-    plots: list[str] = []
-    name = getattr(task, "name", "")
-    if name == "classify":
-        rows = top_losses(samples, kept["probs"], kept["targets"], task.class_names, n, _thresholds(task))
-        report: dict[str, Any] = {"task": name, "top_losses": rows, "confused_pairs": []}
-        if not task.multilabel:
-            report["confused_pairs"] = _pairs(metrics["confusion_matrix"], task.class_names)
-        plots.append(str(top_losses_grid(rows, plots_dir / "top_losses.png")))
-        from foveal.analysis.calibration import reliability_diagram
-
-        plots.append(str(reliability_diagram(kept["probs"], kept["targets"], plots_dir / "reliability.png")))
-    elif name in ("detect", "instance", "pose"):
-        # boxes to image pixels; masks are not needed here, and resizing them would cost time
-        found = [task.finalize(replace(p, masks=None), s) for p, s in zip(predictions, samples, strict=True)]
-        false_pos, false_neg = detection_errors(samples, found, class_names=task.class_names)
-        report = {
-            "task": name,
-            "iou": 0.5,
-            "score": 0.3,
-            "false_positives": len(false_pos),
-            "false_negatives": len(false_neg),
-            "false_positives_by_kind": _count(false_pos),
-            "false_negatives_by_kind": _count(false_neg),
-            "confused_pairs": _pairs(metrics["confusion_matrix"], [*task.class_names, "background"]),
-            "top_false_positives": false_pos[:50],
-            "top_false_negatives": false_neg[:50],
-        }
-        plots.append(
-            str(detection_errors_grid(false_pos[:n], plots_dir / "false_positives.png", "False positives"))
-        )
-        plots.append(
-            str(detection_errors_grid(false_neg[:n], plots_dir / "false_negatives.png", "False negatives"))
-        )
-    elif name == "segment" and "confusion_matrix" in metrics:
-        worst = worst_segmentations(task, samples, predictions, n)
-        report = {
-            "task": name,
-            "confused_pairs": _pairs(metrics["confusion_matrix"], task.class_names),
-            "worst_images": [{k: v for k, v in row.items() if k != "maps"} for row in worst],
-        }
-        if worst:
-            plots.append(str(worst_segmentations_grid(task, worst, plots_dir / "worst_images.png")))
-    else:
-        return {"plots": plots}
-    path = atomic_write_text(out_dir / "errors.json", dumps(report, indent=1))
-    return {"json": str(path), "plots": plots}
-
-
 # -- segmentation -------------------------------------------------------------------------------
 def worst_segmentations(
-    task: Any, samples: Sequence[Sample], predictions: Sequence[Any], n: int = 16
+    samples: Sequence[Sample], predicted_maps: Sequence[np.ndarray], spec: Any, n: int = 16
 ) -> list[dict[str, Any]]:
     """The ``n`` images of lowest per-image mIoU (classes in the target or the prediction, ignored
-    pixels left out), worst first: {path, miou, pixel_accuracy, maps: (target, predicted) (H, W)}."""
+    pixels left out), worst first: {path, miou, pixel_accuracy, maps: (target, predicted) (H, W)}.
+    ``predicted_maps``: each sample's (H, W) class map at its image's size; ``spec``: its ``MaskSpec``."""
     from foveal.data.seg_loading import decode_target
     from foveal.metrics.segmentation import mean_iou
 
-    spec, ignore = task._spec(), task.ignore_index
+    ignore = spec.ignore_index
     rows = []
-    for sample, prediction in zip(samples, predictions, strict=True):
-        predicted = task.finalize(prediction, sample).mask
+    for sample, predicted in zip(samples, predicted_maps, strict=True):
         target = decode_target(sample, spec, predicted.shape[::-1])
         valid = target != ignore
         accuracy = float((target[valid] == predicted[valid]).mean()) if valid.any() else 1.0
@@ -452,35 +285,13 @@ def worst_segmentations(
     return sorted(rows, key=lambda r: (r["miou"], r["path"]))[: max(0, n)]
 
 
-def worst_segmentations_grid(task: Any, rows: Sequence[dict[str, Any]], out_png: str | Path) -> Path:
-    """Image | target | prediction side by side for each of the ``worst_segmentations`` rows."""
-    from foveal.data.imageio import load_rgb
-    from foveal.report.seg_plots import class_colours, colourise
-
-    colours = class_colours(len(task.class_names))
-    images = []
-    for row in rows:
-        target, predicted = row["maps"]
-        image = np.asarray(load_rgb(row["path"]).resize(target.shape[::-1]))
-        images.append(np.concatenate([image, colourise(target, colours), colourise(predicted, colours)], 1))
-    titles = [f"{Path(r['path']).name}: mIoU {r['miou']:.2f}" for r in rows]
-    return image_grid(
-        images, titles, [WRONG] * len(rows), out_png, "Worst images (image | target | prediction)"
-    )
-
-
-def _thresholds(task: Any) -> float | list[float]:
-    if not task.multilabel:
-        return 0.5
-    return task.meta.get("thresholds") or 0.5
-
-
-def _pairs(matrix: Any, class_names: Sequence[str]) -> list[dict[str, Any]]:
+# -- report rows --------------------------------------------------------------------------------
+def pair_rows(matrix: Any, class_names: Sequence[str]) -> list[dict[str, Any]]:
     matrix = np.asarray(matrix.cpu() if torch.is_tensor(matrix) else matrix)
     return [{"true": t, "predicted": p, "count": c} for t, p, c in confused_pairs(matrix, class_names)]
 
 
-def _count(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+def count_kinds(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["kind"]] = counts.get(row["kind"], 0) + 1
