@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from foveal.cli.main import main
 from foveal.data.checks import drop_unreadable
 from foveal.data.formats.regression import find_targets_csv, is_regression_csv, read_regression_csv
 from foveal.data.manifest import write_manifest
@@ -199,3 +201,32 @@ def test_target_matrix_needs_values(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="a.png: no regression targets"):
         target_matrix([Sample("a.png", values=[1.0]), Sample("a.png")])
     assert target_matrix([]).shape == (0, 0)
+
+
+def test_synth_regress_via_cli_matches_the_generator(tmp_path: Path) -> None:
+    from foveal.data.synth_writers import regression_targets
+    from foveal.data.synthetic import generate
+
+    out = tmp_path / "reg"
+    assert (
+        main(["data", "synth", "--format", "regress", "--out", str(out), "--n", "60", "--imgsz", "32"]) == 0
+    )
+    assert (
+        "size" in (out / "README.txt").read_text()
+        and "count (the number of shapes" in (out / "README.txt").read_text()
+    )
+    data = load_regression(out)
+    assert data.target_names == ["size", "count"]
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 48, "val": 6, "test": 6}
+    by_name = {Path(s.path).name: s.values for part in data.splits.values() for s in part}
+    with open(out / "targets.csv", newline="") as f:
+        assert next(csv.reader(f)) == ["path", "split", "size", "count"]
+    sizes, areas = [], []
+    for i, scene in enumerate(generate(60, 32, 0, max_objects=4)):
+        size, count = by_name[f"{i:06d}.png"]
+        assert count == len(scene.objects) and 1 <= count <= 4
+        assert size == regression_targets(scene)["size"] and 1 <= size <= 32
+        sizes.append(size)
+        areas.append(np.mean([np.sqrt(o.mask.sum()) for o in scene.objects]))
+    assert np.corrcoef(sizes, areas)[0, 1] > 0.8
+    assert len({c for _, c in by_name.values()}) == 4  # every count 1..4 occurs

@@ -89,7 +89,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--imgsz", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--format", default="imagefolder", help="imagefolder|csv|coco|yolo|yolo-seg|yolo-pose|masks"
+        "--format", default="imagefolder", help="imagefolder|csv|coco|yolo|yolo-seg|yolo-pose|masks|regress"
     )
     p.add_argument("--imbalance", type=int, default=1, help="k: k:1 train imbalance")
     p.add_argument("--json", action="store_true")
