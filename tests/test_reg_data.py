@@ -230,3 +230,27 @@ def test_synth_regress_via_cli_matches_the_generator(tmp_path: Path) -> None:
         areas.append(np.mean([np.sqrt(o.mask.sum()) for o in scene.objects]))
     assert np.corrcoef(sizes, areas)[0, 1] > 0.8
     assert len({c for _, c in by_name.values()}) == 4  # every count 1..4 occurs
+
+
+def test_index_check_and_gallery_read_the_regression_layout(tmp_path: Path) -> None:
+    from foveal.data.index import detect_task, index_dataset
+    from foveal.data.synth_writers import write_synthetic
+    from foveal.report.gallery import write_gallery
+
+    out = write_synthetic(tmp_path / "reg", n=20, imgsz=32, fmt="regress")
+    assert detect_task(out) == "regress" and detect_task(out / "targets.csv") == "regress"
+    index = index_dataset(out)
+    assert index.task == "regress" and index.fmt == "csv" and index.class_names == []
+    assert index.target_names == ["size", "count"] and len(index.entries) == 20
+    assert all(e.classes == () and len(e.sample.values) == 2 for e in index.entries)
+    assert index.label_of(index.entries[0]) is None
+    classify_csv = write_csv(tmp_path / "cls" / "labels.csv", "path,label\nimg/0.png,cat\n", 1)
+    assert detect_task(classify_csv) == "classify" and detect_task(classify_csv.parent) == "classify"
+    page = write_gallery(out, tmp_path / "g.html", sample=4)
+    assert page.task == "regress" and page.images == 4
+    assert "size " in (tmp_path / "g.html").read_text() and ", count " in (tmp_path / "g.html").read_text()
+    assert main(["data", "check", str(out), "--json"]) == 0
+    assert main(["data", "split", str(out), "--out", str(tmp_path / "split"), "--json"]) == 0
+    resplit = load_regression(tmp_path / "split" / "split.json")
+    assert resplit.target_names == ["size", "count"] and sum(map(len, resplit.splits.values())) == 20
+    assert main(["data", "eda", str(out), "--out", str(tmp_path / "eda.html"), "--json"]) == 0
