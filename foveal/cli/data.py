@@ -89,7 +89,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--imgsz", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--format", default="imagefolder", help="imagefolder|csv|coco|yolo|yolo-seg|yolo-pose|masks"
+        "--format", default="imagefolder", help="imagefolder|csv|coco|yolo|yolo-seg|yolo-pose|masks|regress"
     )
     p.add_argument("--imbalance", type=int, default=1, help="k: k:1 train imbalance")
     p.add_argument("--json", action="store_true")
@@ -113,7 +113,7 @@ def add_parsers(commands: Any) -> None:
     p.set_defaults(func=run_convert)
     p = data.add_parser("check", help="dataset health check: bad images, label problems, duplicates, leakage")
     p.add_argument("path", metavar="PATH", help="dataset folder (or CSV / COCO .json / YOLO .yaml file)")
-    p.add_argument("--task", default="auto", help="classify|segment|detect|auto (default auto)")
+    p.add_argument("--task", default="auto", help="classify|segment|detect|regress|auto (default auto)")
     p.add_argument("--format", default="auto", help="input format for the task's reader (default auto)")
     p.add_argument("--hamming", type=int, default=6, help="max dHash distance of near duplicates (0-64)")
     p.add_argument("--limit", type=int, default=10, help="details shown per kind of problem")

@@ -368,8 +368,9 @@ def check_dataset(
 ) -> CheckReport:
     """Check the dataset at ``path`` without training; see the module docstring for what is checked.
 
-    ``task`` picks the reader (auto: detection layouts -> detect, images + masks -> segment, else
-    classify); ``fmt`` is passed to it. ``hamming``: the largest dHash distance (of 64 bits) counted as
+    ``task`` picks the reader (auto: detection layouts -> detect, images + masks -> segment, a CSV with
+    'path' and no 'label(s)' column -> regress, else classify; see ``detect_task``); ``fmt`` is passed
+    to it. ``hamming``: the largest dHash distance (of 64 bits) counted as
     a near duplicate. A reader error that stops the reader becomes a 'label_problem' finding and every
     image file under ``path`` is still checked; DataError when there are no images at all.
     """

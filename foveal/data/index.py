@@ -1,9 +1,10 @@
 """One view of any dataset for the data tools (check, eda, split, gallery): ``index_dataset(path)``.
 
-Reads the dataset with its task's reader (classification, segmentation, detection) and lists every image
-once with the split it sits in on disk ('all' when the layout has no splits) and the class names it
-carries: its label(s) for classification, its objects' classes for detection, and for segmentation the
-classes present in its mask when ``mask_classes`` is asked (decodes every mask).
+Reads the dataset with its task's reader (classification, segmentation, detection, regression) and lists
+every image once with the split it sits in on disk ('all' when the layout has no splits) and the class
+names it carries: its label(s) for classification, its objects' classes for detection, for segmentation
+the classes present in its mask when ``mask_classes`` is asked (decodes every mask), none for regression
+(its targets are in ``entry.sample.values``, their names in ``DatasetIndex.target_names``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from foveal.data.sample import Sample
 from foveal.errors import DataError, check_choice
 
-TASKS = ("auto", "classify", "segment", "detect")
+TASKS = ("auto", "classify", "segment", "detect", "regress")
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -36,7 +37,8 @@ class Entry:
 class DatasetIndex:
     """Every image of a dataset. ``kind``: binary/multiclass/multilabel (classify), else the task.
 
-    ``spec``: the segmentation MaskSpec; ``categories``: the detection COCO categories.
+    ``spec``: the segmentation MaskSpec; ``categories``: the detection COCO categories;
+    ``target_names``: the regression targets (``class_names`` is empty for regression).
     """
 
     root: Path
@@ -47,6 +49,7 @@ class DatasetIndex:
     entries: list[Entry] = field(default_factory=list)
     spec: Any = None
     categories: list[dict[str, Any]] | None = None
+    target_names: list[str] | None = None
 
     @property
     def splits(self) -> list[str]:
@@ -56,7 +59,7 @@ class DatasetIndex:
 
     def label_of(self, entry: Entry) -> Any:
         """A hashable label for comparing images: class name, sorted tuple (multilabel) or frozenset
-        (detection objects); None when the task has no image-level label (segmentation)."""
+        (detection objects); None when the task has no image-level label (segmentation, regression)."""
         if self.task == "classify":
             return entry.classes[0] if self.kind != "multilabel" else entry.classes
         if self.task == "detect":
@@ -65,11 +68,13 @@ class DatasetIndex:
 
 
 def detect_task(path: Path) -> str:
-    """'detect' for COCO / YOLO / VOC layouts, 'segment' for images + masks folders, else 'classify'.
+    """'detect' for COCO / YOLO / VOC layouts, 'segment' for images + masks folders, 'regress' for a CSV
+    (or a folder's sidecar CSV) with a 'path' and no 'label(s)' column, else 'classify'.
 
     A split manifest (``foveal data split``) names its task.
     """
     from foveal.data.formats.coco import find_coco
+    from foveal.data.formats.regression import is_regression_csv
     from foveal.data.formats.yolo import find_data_yaml
 
     if path.is_file():
@@ -78,6 +83,8 @@ def detect_task(path: Path) -> str:
 
             if is_manifest(path):
                 return read_manifest(path).task
+        if is_regression_csv(path):
+            return "regress"
         return "detect" if path.suffix.lower() in (".json", ".yaml", ".yml") else "classify"
     if find_coco(path) or find_data_yaml(path) is not None:
         return "detect"
@@ -87,6 +94,8 @@ def detect_task(path: Path) -> str:
         return "segment"
     if any((path / s / "images").is_dir() and (path / s / "masks").is_dir() for s in SPLIT_NAMES):
         return "segment"
+    if is_regression_csv(path):
+        return "regress"
     return "classify"
 
 
@@ -155,6 +164,15 @@ def _index_detect(root: Path, fmt: str, on_bad_image: str) -> DatasetIndex:
     )
 
 
+def _index_regress(root: Path, fmt: str) -> DatasetIndex:
+    from foveal.data.reg_loading import detect_format, load_regression
+
+    data = load_regression(root, fmt=fmt, split_off_val=False)
+    fmt = _format_name(root, fmt, detect_format)
+    entries = [Entry(s.path, split, (), s) for split, part in data.splits.items() for s in part]
+    return DatasetIndex(root, "regress", fmt, "regress", [], entries, target_names=list(data.target_names))
+
+
 def index_dataset(
     path: str | Path,
     task: str = "auto",
@@ -180,6 +198,8 @@ def index_dataset(
         index = _index_classify(root, fmt)
     elif task == "segment":
         index = _index_segment(root, fmt, mask_classes)
+    elif task == "regress":
+        index = _index_regress(root, fmt)
     else:
         index = _index_detect(root, fmt, on_bad_image)
     if not index.entries:

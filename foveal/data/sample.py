@@ -15,9 +15,12 @@ class Sample:
     - ``mask``: path of a semantic mask file (segmentation), decoded by the dataset's mask reader.
     - ``objects``: per-object annotations in COCO form (``category_id``, ``bbox`` xywh pixels,
       ``segmentation`` polygons or RLE, ``iscrowd``, ``keypoints``), for formats that carry them.
+    - ``values``: regression targets, one float per target column, in the dataset's target order
+      (``RegressionData.target_names``).
     """
 
     path: str
     label: int | list[int] | None = None
     mask: str | None = None
     objects: list[dict[str, Any]] | None = None
+    values: list[float] | None = None

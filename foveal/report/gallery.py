@@ -266,6 +266,13 @@ def _classify_card(
     return card
 
 
+def _regress_card(index: DatasetIndex, entry: Entry, image: Image.Image, size: int) -> _Card:
+    """A regression image grouped by split, captioned with its targets (no predictions yet)."""
+    values = zip(index.target_names or [], entry.sample.values or [])
+    target = ", ".join(f"{name} {value:g}" for name, value in values) or "(no targets)"
+    return _Card(entry, entry.split, [], [("", _data_uri(_thumb(image, size)[0]))], target)
+
+
 def _card(index: DatasetIndex, entry: Entry, size: int, preds: Predictions | None) -> _Card:
     from foveal.data.imageio import load_rgb
 
@@ -275,6 +282,8 @@ def _card(index: DatasetIndex, entry: Entry, size: int, preds: Predictions | Non
             return _detect_card(index, entry, image, size, preds)
         if index.task == "segment":
             return _segment_card(index, entry, image, size, preds)
+        if index.task == "regress":
+            return _regress_card(index, entry, image, size)
         return _classify_card(entry, image, size, preds, index.kind == "multilabel")
     except DataError as err:  # an unreadable image or mask: a grey card saying why
         grey = _data_uri(Image.new("RGB", (size, size), (128, 128, 128)))
@@ -428,7 +437,7 @@ def _page(index: DatasetIndex, cards: list[_Card], preds: Predictions | None, no
         nav.append(f' <label><input type="checkbox" id="mistakes-only"> mistakes only ({mistakes})</label>')
     nav.append(f' &middot; <span id="shown">{len(cards)}</span> shown</nav>')
     legend = ""
-    if index.task != "classify":
+    if index.task not in ("classify", "regress"):
         if index.task == "detect":  # the colours _detect_card draws with: palette entries 1..K
             colours = class_colours(len(index.class_names) + 1)[1:]
         else:
