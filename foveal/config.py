@@ -52,7 +52,7 @@ class TrainConfig:
     balance_weights: str = "inverse"  # inverse|effective: class weights for --balance weights
     balance_beta: float = 0.999  # effective-number beta
     focal_gamma: float = 2.0
-    aug: str | dict = "light"
+    aug: str | dict = "auto"  # auto: the task's default_aug (light; regress: none)
     patience: int | None = None
     grad_clip: float | None = None
     amp: bool = False

@@ -13,7 +13,7 @@ BASE: dict[str, dict[str, Any]] = {
     "pose": {"model": "centernet", "class_names": ["p"], "category_ids": [1],
              "keypoint_names": ["l", "r", "c"],
              "skeleton": [[0, 1]], "flip_idx": [1, 0, 2], "kpt_sigmas": [0.05] * 3},
-    "regress": {"model": "smallresnet", "class_names": ["size"], "target_mean": [0.0], "target_std": [1.0]},
+    "regress": {"model": "smallresnet", "target_names": ["size"], "target_mean": [0.0], "target_std": [1.0]},
 }  # fmt: skip
 
 

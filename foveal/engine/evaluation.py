@@ -18,6 +18,7 @@ from foveal.data.sample import Sample
 from foveal.engine.checkpoint import Loaded, load
 from foveal.engine.inference import expand_sources, run_model
 from foveal.serialize import dumps
+from foveal.tasks.base import Task
 
 log = logging.getLogger("foveal")
 
@@ -98,7 +99,7 @@ def predict(
             row.update(loaded.task.save_prediction(prediction, sample, Path(out), stem, render))
         rows.append(row)
     if out is not None:
-        _write_predictions(Path(out), rows)
+        _write_predictions(Path(out), rows, loaded.task)
         loaded.task.write_predictions(rows, Path(out))
         log.info("predictions written to %s (predictions.json, predictions.csv)", out)
     return rows
@@ -132,10 +133,11 @@ def _cell(value: Any) -> str:
     return f"{value:.6f}" if isinstance(value, float) else str(value)
 
 
-def _write_predictions(out: Path, rows: list[dict[str, Any]]) -> None:
+def _write_predictions(out: Path, rows: list[dict[str, Any]], task: Task) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = json_rows(rows)
     atomic_write_text(out / "predictions.json", dumps(rows, indent=1))
+    rows = [task.table_row(row) for row in rows]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.writer(buffer)

@@ -69,7 +69,8 @@ def check_names(cfg: TrainConfig) -> None:
     check_choice("optimizer", cfg.optimizer, OPTIMIZERS)
     check_choice("scheduler", cfg.scheduler, SCHEDULERS)
     check_choice("--on-bad-image value", cfg.on_bad_image, ON_BAD_IMAGE)
-    resolve_aug(cfg.aug)
+    if cfg.aug != "auto":
+        resolve_aug(cfg.aug)
 
 
 def _prepare(cfg: TrainConfig) -> tuple[Task, dict[str, list[Sample]], TrainConfig]:
@@ -77,6 +78,8 @@ def _prepare(cfg: TrainConfig) -> tuple[Task, dict[str, list[Sample]], TrainConf
     task_cls = get_task(cfg.task)
     if cfg.model is None:
         cfg = replace(cfg, model=task_cls.default_model(cfg.imgsz))
+    if cfg.aug == "auto":
+        cfg = replace(cfg, aug=task_cls.default_aug)
     splits, meta = task_cls.load_data(cfg)
     splits = {name: drop_unreadable(samples, cfg.on_bad_image) for name, samples in splits.items() if samples}
     return task_cls(meta), splits, cfg

@@ -112,7 +112,8 @@ class Task(ABC):
     ``monitor`` names the validation metric that selects the best checkpoint; ``mode`` says whether
     larger ('max') or smaller ('min') is better. ``model_family`` is the model-registry family the
     task's models come from (``foveal models --task``); ``dataset_kind`` the dataset layout the data
-    tools read for it (``foveal.data.index``); ``count_unit`` is what label counts count.
+    tools read for it (``foveal.data.index``); ``count_unit`` is what label counts count;
+    ``default_aug`` the augmentation preset that ``--aug auto`` (the default) means.
     """
 
     name: ClassVar[str]
@@ -125,6 +126,7 @@ class Task(ABC):
     predict_options: ClassVar[tuple[PredictOption, ...]] = ()
     manual_optimization: ClassVar[bool] = False
     explain_kind: ClassVar[str | None] = None
+    default_aug: ClassVar[str] = "light"
 
     def __init__(self, meta: TaskMeta | Mapping[str, Any]) -> None:
         self.meta = meta if isinstance(meta, self.Meta) else self.Meta.from_dict(meta)
@@ -330,6 +332,10 @@ class Task(ABC):
     def finalize(self, prediction: Any, sample: Sample) -> Any:
         """Map a prediction made at model input size back to ``sample``'s image (e.g. resize a mask)."""
         return prediction
+
+    def table_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The predictions.csv row of one JSON prediction row (e.g. one column per target)."""
+        return row
 
     def write_predictions(self, rows: list[dict[str, Any]], out_dir: Path) -> list[str]:
         """Write task-specific files over all predicted images (e.g. a COCO results file); return paths."""
