@@ -173,7 +173,7 @@ def reliability_diagram(
     """
     from matplotlib.figure import Figure
 
-    from foveal.report.plots import DPI, _save
+    from foveal.report.plots import DPI, save_png
 
     conf, hits = confidences_and_outcomes(probs, targets)
     ece = expected_calibration_error(probs, targets, n_bins)
@@ -208,7 +208,7 @@ def reliability_diagram(
     bottom.set_xlabel("confidence")
     bottom.set_ylabel("count")
     bottom.grid(alpha=0.3)
-    return _save(fig, out_png)
+    return save_png(fig, out_png)
 
 
 # -- calibrate a checkpoint ---------------------------------------------------------------------
