@@ -391,7 +391,7 @@ def write_errors(
         if not task.multilabel:
             report["confused_pairs"] = _pairs(metrics["confusion_matrix"], task.class_names)
         plots.append(str(top_losses_grid(rows, plots_dir / "top_losses.png")))
-        from foveal.analysis.calibration import reliability_diagram
+        from foveal.report.plots import reliability_diagram
 
         plots.append(str(reliability_diagram(kept["probs"], kept["targets"], plots_dir / "reliability.png")))
     elif name in ("detect", "instance", "pose"):

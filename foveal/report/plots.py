@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib import colormaps
@@ -20,7 +21,11 @@ from matplotlib.figure import Figure
 
 from foveal.atomic import atomic_write
 from foveal.errors import check_choice
+from foveal.metrics.calibration import calibration_bins, confidences_and_outcomes, expected_calibration_error
 from foveal.metrics.classification import KINDS, confusion_matrix_normalised
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 DPI = 100
 
@@ -170,6 +175,56 @@ def plot_lr_find(
         )
     finish_axes(ax, "learning rate", "loss", "Learning-rate finder", legend=suggestion is not None)
     return save_png(fig, out)
+
+
+def reliability_diagram(
+    probs: Tensor | np.ndarray,
+    targets: Tensor | np.ndarray,
+    out_png: str | Path,
+    n_bins: int = 15,
+    title: str = "Reliability",
+) -> Path:
+    """Write a reliability diagram of ``probs`` (N, C) against ``targets`` (as
+    ``foveal.metrics.calibration.expected_calibration_error`` takes them) to ``out_png``.
+
+    Top: the accuracy of each confidence bin as bars against the diagonal (perfect calibration), the
+    gap to the bin's mean confidence shaded red; bottom: how many predictions fall in each bin. The
+    title carries the ECE. Multilabel pools every (image, label) pair in the bars.
+    """
+    conf, hits = confidences_and_outcomes(probs, targets)
+    ece = expected_calibration_error(probs, targets, n_bins)
+    accuracy, confidence, count = calibration_bins(conf, hits, n_bins)
+    width = 1.0 / n_bins
+    centres = (np.arange(n_bins) + 0.5) * width
+    used = count > 0
+    fig = Figure(figsize=(5.4, 6.0), dpi=DPI, layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.bar(centres[used], accuracy[used], width=width, color="#4c72b0", edgecolor="black", label="accuracy")
+    gap_low = np.minimum(accuracy, confidence)[used]
+    top.bar(
+        centres[used],
+        np.abs(confidence - accuracy)[used],
+        bottom=gap_low,
+        width=width,
+        color="#dd4444",
+        alpha=0.35,
+        edgecolor="#aa0000",
+        hatch="//",
+        label="gap to confidence",
+    )
+    top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1.0, label="perfect calibration")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy" if conf.ndim == 1 else "fraction positive")
+    kind = "top-label" if conf.ndim == 1 else "mean over labels"
+    top.set_title(f"{title} (ECE {ece:.4f}, {kind})")
+    top.legend(fontsize=8, loc="upper left")
+    top.grid(alpha=0.3)
+    bottom.bar(centres, count, width=width, color="#888888", edgecolor="black")
+    bottom.set_xlabel("confidence")
+    bottom.set_ylabel("count")
+    bottom.grid(alpha=0.3)
+    return save_png(fig, out_png)
 
 
 def _series(history: list[dict[str, float]]) -> dict[str, tuple[list[float], list[float]]]:

@@ -182,7 +182,7 @@ class ClassifyTask(Task):
             threshold=threshold,
         )
         # calibration: expected calibration error of the (temperature-scaled) probabilities
-        from foveal.analysis.calibration import expected_calibration_error
+        from foveal.metrics.calibration import expected_calibration_error
 
         metrics["ece"] = round(expected_calibration_error(kept["probs"], kept["targets"]), 7)
         return metrics
