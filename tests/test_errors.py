@@ -11,16 +11,16 @@ import torch
 from PIL import Image
 
 import foveal
-from foveal.analysis.errors import (
+from foveal.cli.main import main
+from foveal.data.sample import Sample
+from foveal.data.synth_writers import write_synthetic
+from foveal.engine.error_analysis import (
     confused_pairs,
     detection_errors,
     detection_errors_grid,
     top_losses,
     top_losses_grid,
 )
-from foveal.cli.main import main
-from foveal.data.sample import Sample
-from foveal.data.synth_writers import write_synthetic
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -141,7 +141,7 @@ def test_detection_errors_on_hand_boxes(tmp_path: Path) -> None:
 
 
 def test_write_errors_for_detection(tmp_path: Path) -> None:
-    from foveal.analysis.errors import write_errors
+    from foveal.engine.error_analysis import write_errors
     from foveal.tasks.detect import Detections, DetectTask
 
     paths = _images(tmp_path, 2, size=64)

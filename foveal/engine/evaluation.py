@@ -40,8 +40,9 @@ def evaluate(
     """Metrics of checkpoint ``weights`` (a path, or a model from :func:`foveal.load`) on ``split`` of
     ``data`` (same keys as a run's metrics.json). ``plots`` (a folder) also writes the task's plots.
     ``tta``: test-time augmentation views (see ``foveal.engine.merge``), e.g. "hflip" or "hflip,vflip".
-    ``errors`` (a folder): the error analysis of the same pass (``foveal.analysis.errors.write_errors``:
-    errors.json and its plots); the metrics gain "errors" ({"json", "plots"}).
+    ``errors`` (a folder): the error analysis of the same pass
+    (``foveal.engine.error_analysis.write_errors``: errors.json and its plots); the metrics gain
+    "errors" ({"json", "plots"}).
     """
     loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
     samples = drop_unreadable(loaded.task.load_eval_data(str(data), split, fmt), on_bad_image)
@@ -50,7 +51,7 @@ def evaluate(
     if plots is not None:
         metrics["plots"] = loaded.task.plots(kept, metrics, str(plots), samples, predictions)
     if errors is not None:
-        from foveal.analysis.errors import write_errors
+        from foveal.engine.error_analysis import write_errors
 
         metrics["errors"] = write_errors(loaded.task, kept, metrics, samples, predictions, errors)
     return {**metrics, "split": split, "weights": str(loaded.path)}

@@ -202,7 +202,7 @@ def _finish(
             if split == "val":
                 loaded.task.plots(kept, results[split], str(run_dir / "plots"), splits[split], predictions)
                 # error analysis: errors.json, plots/top_losses.png + reliability.png (detect: false_*.png)
-                from foveal.analysis.errors import write_errors
+                from foveal.engine.error_analysis import write_errors
 
                 write_errors(
                     loaded.task, kept, results[split], splits[split], predictions, run_dir, run_dir / "plots"
