@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from foveal.errors import ConfigError, DataError
-from foveal.models.registry import register, set_defaults
+from foveal.models.catalog import register, set_defaults
 from foveal.models.small import BasicBlock
 
 STRIDES = (4, 8, 16)
