@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from foveal.data.sample import Sample
+from foveal.ops.boxes import box_iou_numpy
 
 GRID_COLUMNS = 4
 WRONG, RIGHT = "#cc0000", "#006600"
@@ -133,19 +134,6 @@ def confused_pairs(
 
 
 # -- detection ----------------------------------------------------------------------------------
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(A, B) IoU of xyxy boxes a (A, 4) and b (B, 4)."""
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 def _greedy(iou: np.ndarray, allowed: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     """One-to-one (gt, pred) pairs with IoU >= threshold where ``allowed``, greedily by IoU descending."""
     gi, pi = np.nonzero((iou >= threshold) & allowed)
@@ -211,7 +199,7 @@ def detection_errors(
         if crowd.any() and len(p_boxes):
             covered = _ioa(p_boxes, all_gt[crowd]).max(axis=1) >= iou
             p_boxes, p_scores, p_labels = p_boxes[~covered], p_scores[~covered], p_labels[~covered]
-        overlap = _iou(gt_boxes, p_boxes)
+        overlap = box_iou_numpy(gt_boxes, p_boxes)
         same = gt_labels[:, None] == p_labels[None, :]
         matched = _greedy(overlap, same, iou)
         free_g = np.ones(len(gt_boxes), dtype=bool)
