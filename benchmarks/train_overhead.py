@@ -93,8 +93,8 @@ def main() -> None:
 
     from foveal.config import make_config
     from foveal.data.synth_writers import write_synthetic
-    from foveal.engine.fit import _prepare
     from foveal.engine.loaders import make_loader
+    from foveal.engine.setup import prepare_run
     from foveal.engine.trainer import quiet_lightning
 
     quiet_lightning()
@@ -111,7 +111,7 @@ def main() -> None:
             progress=args.progress,
             scheduler="cosine",
         )
-        task, splits, config = _prepare(config)
+        task, splits, config = prepare_run(config)
         torch.manual_seed(0)
         initial = task.build_model()
         results: dict[str, list[tuple[float, float]]] = {"plain": [], "foveal": []}

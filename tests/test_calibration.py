@@ -11,15 +11,11 @@ import torch
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
 import foveal
-from foveal.analysis.calibration import (
-    calibration_bins,
-    expected_calibration_error,
-    fit_temperature,
-    negative_log_likelihood,
-    reliability_diagram,
-)
+from foveal.analysis.calibration import fit_temperature
 from foveal.cli.main import main
 from foveal.data.sample import Sample
+from foveal.metrics.calibration import calibration_bins, expected_calibration_error, negative_log_likelihood
+from foveal.report.plots import reliability_diagram
 
 
 @pytest.mark.parametrize("classes", [2, 5, 12])

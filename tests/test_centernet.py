@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torchvision.ops import box_iou
 
 from foveal.data.synthetic import generate
 from foveal.errors import DataError
@@ -21,6 +20,7 @@ from foveal.models.centernet import (
     gaussian_radius,
 )
 from foveal.models.registry import build_model, default_model, list_models
+from foveal.ops.boxes import box_iou
 
 
 def _cornernet_radius(height: float, width: float, min_overlap: float = 0.7) -> float:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from foveal.errors import CheckpointError, ConfigError, DataError
-from foveal.models import registry
+from foveal.models import catalog, registry
 from foveal.models.registry import build_model, default_model, list_models, register
 from foveal.models.weights import freeze_bn_stats, head_module, load_pretrained, set_backbone_frozen
 
@@ -91,7 +91,7 @@ def test_unknown_task_and_prefix_for_other_task() -> None:
 
 
 def test_register_other_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "_OWN", dict(registry._OWN))
+    monkeypatch.setattr(catalog, "OWN", dict(catalog.OWN))
 
     @register("tinyseg", "segment", "a 1x1 conv segmenter")
     def tinyseg(num_classes: int, **kwargs) -> nn.Module:
@@ -104,7 +104,7 @@ def test_register_other_task(monkeypatch: pytest.MonkeyPatch) -> None:
         build_model("tinyseg", 4)
     with pytest.raises(ValueError, match="already registered"):
         register("tinyseg", "segment", "again")(lambda num_classes: nn.Identity())
-    monkeypatch.setattr(registry, "_DEFAULTS", dict(registry._DEFAULTS))
+    monkeypatch.setattr(catalog, "DEFAULTS", dict(catalog.DEFAULTS))
     registry.set_defaults("segment", [(128, "tinyseg"), (None, "bigseg")])
     assert default_model("segment", 64) == "tinyseg" and default_model("segment", 512) == "bigseg"
 
@@ -134,11 +134,25 @@ def test_list_models_filters_by_task_and_pattern() -> None:
     assert list_models(task="detect", pattern="small*") == []
 
 
-def test_default_model() -> None:
+def test_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_model("classify", 64) == "smallresnet"
     assert default_model("classify", 224) == "tv:resnet18"
+    with pytest.raises(ConfigError, match="unknown task 'generate'"):
+        default_model("generate", 64)  # no model family of that name
+    monkeypatch.setitem(catalog.DEFAULTS, "classify", [(96, "smallresnet")])
     with pytest.raises(ConfigError, match="no default"):
-        default_model("generate", 64)
+        default_model("classify", 224)
+
+
+def test_families_come_from_registered_models_and_prefix_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert registry.families() == ["classify", "segment", "detect", "instance", "pose"]
+    assert {family for _, family, _ in list_models()} == set(registry.families())
+    monkeypatch.setattr(catalog, "OWN", dict(catalog.OWN))
+    register("tinyrestore", "restore", "identity")(lambda num_classes: nn.Identity())
+    assert registry.families()[-1] == "restore"
+    assert build_model("tinyrestore", 3, task="restore").__class__ is nn.Identity
+    with pytest.raises(ConfigError, match="model family"):
+        register("bad", "Not A Family", "x")
 
 
 # -- weights ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from foveal.errors import ConfigError
 from foveal.ops.boxes import (
     batched_nms,
     box_iou,
+    box_iou_numpy,
     clip_boxes,
     generalized_box_iou,
     nms,
@@ -41,6 +42,14 @@ def test_iou_and_giou_hand_cases() -> None:
     assert box_iou(a, b[:0]).shape == (1, 0)
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         box_iou(torch.zeros(3), b)
+
+
+def test_numpy_iou_is_the_tensor_iou() -> None:
+    a, b = random_boxes(20, 1).double(), random_boxes(30, 2).double()
+    assert np.array_equal(box_iou_numpy(a.numpy(), b.numpy()), box_iou(a, b).numpy())
+    assert box_iou_numpy(a.numpy(), np.zeros((0, 4))).shape == (20, 0)
+    point = np.array([[1.0, 1.0, 1.0, 1.0]])  # empty union: 0, where torchvision gives NaN
+    assert box_iou_numpy(point, point).tolist() == [[0.0]]
 
 
 def test_format_conversion_and_clip() -> None:

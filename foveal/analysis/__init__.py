@@ -1,2 +1,3 @@
-"""Evaluation and understanding beside training: cross-validation, ensembles, calibration, error analysis
-and classical baselines, all scored with the tasks' own metrics."""
+"""Evaluation and understanding beside training: cross-validation, ensembles, calibration and classical
+baselines, all scored with the tasks' own metrics. (Error analysis runs inside evaluation:
+``foveal.engine.error_report`` with each task's ``error_analysis``.)"""

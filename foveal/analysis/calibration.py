@@ -1,13 +1,9 @@
-"""Calibration of classifiers: expected calibration error, reliability diagrams, temperature scaling.
+"""Temperature scaling of checkpoints (``foveal calibrate``).
 
-- Single-label (multiclass, binary): top-label calibration, the confidence being the largest
-  probability and the outcome whether its class is the target (torchmetrics'
-  ``multiclass_calibration_error``).
-- Multilabel: every label is its own binary problem (confidence = its sigmoid probability,
-  outcome = the label is present; torchmetrics' ``binary_calibration_error``); the ECE is the mean of
-  the per-label ECEs, and one temperature is fitted on the binary cross-entropy of all labels.
-- Bins: ``n_bins`` equal-width bins over [0, 1], left-closed like torchmetrics' (``[lo, hi)``), except
-  that a confidence of exactly 1.0 falls in the last bin (torchmetrics gives it a bin of its own).
+The calibration metrics (expected calibration error, its bins, the negative log-likelihood; single-label
+top-label and multilabel per-label rules) are in ``foveal.metrics.calibration``, the reliability
+diagram in ``foveal.report.plots``. Multilabel models (and detectors, whose scores are per-box binary
+problems) get one temperature fitted on the binary cross-entropy of all labels.
 
 :func:`calibrate` fits the temperature of a checkpoint on a labelled split and stores it in the
 checkpoint's task meta (``temperature``), which ``foveal.engine.calibrated`` applies to the model's
@@ -25,81 +21,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from foveal.errors import ConfigError, DataError
+from foveal.errors import DataError
+from foveal.metrics.calibration import ArrayLike, expected_calibration_error, negative_log_likelihood
 
 log = logging.getLogger("foveal")
 
-ArrayLike = Tensor | np.ndarray
 T_BOUNDS = (0.01, 100.0)
-
-
-def _np(values: ArrayLike) -> np.ndarray:
-    if torch.is_tensor(values):
-        values = values.detach().cpu().double().numpy()
-    return np.asarray(values, dtype=np.float64)
-
-
-def _is_multilabel(probs: np.ndarray, targets: np.ndarray) -> bool:
-    """Targets (N, C) of 0/1 next to (N, C) probabilities mean multilabel; (N,) indices single-label."""
-    if probs.ndim != 2:
-        raise ValueError(f"probabilities must have shape (N, C), got {probs.shape}")
-    if targets.shape == probs.shape:
-        return True
-    if targets.shape != (probs.shape[0],):
-        raise ValueError(f"targets must have shape ({probs.shape[0]},) or {probs.shape}, got {targets.shape}")
-    return False
-
-
-def confidences_and_outcomes(probs: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """The (confidence, outcome 0/1) pairs calibration is measured on.
-
-    ``probs`` (N, C); ``targets`` (N,) class indices, or (N, C) 0/1 (multilabel). Single-label: (N,)
-    top-label confidences and whether the top class is right. Multilabel: (N, C) probabilities and
-    the (N, C) targets, one column per label.
-    """
-    p, t = _np(probs), _np(targets)
-    if _is_multilabel(p, t):
-        return p, t
-    return p.max(axis=1), (p.argmax(axis=1) == t.astype(np.int64)).astype(np.float64)
-
-
-def calibration_bins(
-    confidences: np.ndarray, outcomes: np.ndarray, n_bins: int = 15
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per equal-width bin over [0, 1]: (mean outcome, mean confidence, count), each (n_bins,);
-    empty bins hold 0."""
-    if not isinstance(n_bins, int) or n_bins < 1:
-        raise ConfigError(f"n_bins {n_bins!r}: must be a whole number >= 1 (e.g. 15)")
-    conf = np.asarray(confidences, dtype=np.float64).ravel()
-    hits = np.asarray(outcomes, dtype=np.float64).ravel()
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    index = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
-    count = np.bincount(index, minlength=n_bins).astype(np.float64)
-    safe = np.maximum(count, 1.0)
-    accuracy = np.bincount(index, weights=hits, minlength=n_bins) / safe
-    confidence = np.bincount(index, weights=conf, minlength=n_bins) / safe
-    return accuracy, confidence, count
-
-
-def _ece(confidences: np.ndarray, outcomes: np.ndarray, n_bins: int) -> float:
-    accuracy, confidence, count = calibration_bins(confidences, outcomes, n_bins)
-    return float(np.sum(np.abs(accuracy - confidence) * count) / max(count.sum(), 1.0))
-
-
-def expected_calibration_error(probs: ArrayLike, targets: ArrayLike, n_bins: int = 15) -> float:
-    """ECE (L1, bins weighted by their share of samples) of ``probs`` (N, C) against ``targets``.
-
-    ``targets``: (N,) class indices (top-label ECE) or (N, C) 0/1 (multilabel: the mean over labels
-    of each label's binary ECE).
-    """
-    conf, hits = confidences_and_outcomes(probs, targets)
-    if conf.ndim == 1:
-        return _ece(conf, hits, n_bins)
-    return float(np.mean([_ece(conf[:, c], hits[:, c], n_bins) for c in range(conf.shape[1])]))
 
 
 # -- temperature scaling ------------------------------------------------------------------------
@@ -109,23 +39,10 @@ def scaled_probabilities(logits: ArrayLike, temperature: float = 1.0, multilabel
     return scaled.sigmoid() if multilabel else scaled.softmax(dim=1)
 
 
-def negative_log_likelihood(
-    logits: ArrayLike, targets: ArrayLike, temperature: float = 1.0, multilabel: bool | None = None
-) -> float:
-    """Mean NLL of ``logits / temperature``: cross-entropy for (N,) class-index ``targets``, binary
-    cross-entropy over every (sample, label) for (N, C) 0/1 targets (multilabel)."""
-    z = torch.as_tensor(logits).double() / temperature
-    t = torch.as_tensor(targets)
-    if multilabel is None:
-        multilabel = tuple(t.shape) == tuple(z.shape)
-    if multilabel:
-        return float(torch.nn.functional.binary_cross_entropy_with_logits(z, t.double()))
-    return float(torch.nn.functional.cross_entropy(z, t.long()))
-
-
 def fit_temperature(logits: ArrayLike, targets: ArrayLike, multilabel: bool | None = None) -> float:
     """The temperature T in [0.01, 100] minimising the NLL of ``logits / T`` (see
-    :func:`negative_log_likelihood`; ``logits`` (N, C), ``targets`` (N,) indices or (N, C) 0/1).
+    ``foveal.metrics.calibration.negative_log_likelihood``; ``logits`` (N, C), ``targets`` (N,)
+    indices or (N, C) 0/1).
 
     The NLL is convex in 1/T, hence unimodal in log T: a golden-section search over log T finds its
     minimum to 1e-6 relative. T = 1 is returned when it is no worse (e.g. no samples).
@@ -155,61 +72,6 @@ def fit_temperature(logits: ArrayLike, targets: ArrayLike, multilabel: bool | No
             fb = nll(b)
     best = (a + b) / 2.0
     return math.exp(best) if nll(best) < nll(0.0) else 1.0
-
-
-# -- reliability diagram ------------------------------------------------------------------------
-def reliability_diagram(
-    probs: ArrayLike,
-    targets: ArrayLike,
-    out_png: str | Path,
-    n_bins: int = 15,
-    title: str = "Reliability",
-) -> Path:
-    """Write a reliability diagram of ``probs`` (N, C) against ``targets`` (as
-    :func:`expected_calibration_error` takes them) to ``out_png``.
-
-    Top: the accuracy of each confidence bin as bars against the diagonal (perfect calibration), the
-    gap to the bin's mean confidence shaded red; bottom: how many predictions fall in each bin. The
-    title carries the ECE. Multilabel pools every (image, label) pair in the bars.
-    """
-    from matplotlib.figure import Figure
-
-    from foveal.report.plots import DPI, _save
-
-    conf, hits = confidences_and_outcomes(probs, targets)
-    ece = expected_calibration_error(probs, targets, n_bins)
-    accuracy, confidence, count = calibration_bins(conf, hits, n_bins)
-    width = 1.0 / n_bins
-    centres = (np.arange(n_bins) + 0.5) * width
-    used = count > 0
-    fig = Figure(figsize=(5.4, 6.0), dpi=DPI, layout="constrained")
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.bar(centres[used], accuracy[used], width=width, color="#4c72b0", edgecolor="black", label="accuracy")
-    gap_low = np.minimum(accuracy, confidence)[used]
-    top.bar(
-        centres[used],
-        np.abs(confidence - accuracy)[used],
-        bottom=gap_low,
-        width=width,
-        color="#dd4444",
-        alpha=0.35,
-        edgecolor="#aa0000",
-        hatch="//",
-        label="gap to confidence",
-    )
-    top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1.0, label="perfect calibration")
-    top.set_xlim(0, 1)
-    top.set_ylim(0, 1)
-    top.set_ylabel("accuracy" if conf.ndim == 1 else "fraction positive")
-    kind = "top-label" if conf.ndim == 1 else "mean over labels"
-    top.set_title(f"{title} (ECE {ece:.4f}, {kind})")
-    top.legend(fontsize=8, loc="upper left")
-    top.grid(alpha=0.3)
-    bottom.bar(centres, count, width=width, color="#888888", edgecolor="black")
-    bottom.set_xlabel("confidence")
-    bottom.set_ylabel("count")
-    bottom.grid(alpha=0.3)
-    return _save(fig, out_png)
 
 
 # -- calibrate a checkpoint ---------------------------------------------------------------------
@@ -272,6 +134,7 @@ def calibrate(
     from foveal.atomic import atomic_write, atomic_write_text
     from foveal.data.checks import drop_unreadable
     from foveal.engine.checkpoint import load, read_checkpoint
+    from foveal.report.plots import reliability_diagram
     from foveal.serialize import dumps
 
     checkpoint = read_checkpoint(weights)

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from foveal.data.det_loading import (
-    WRITE_FORMATS,
-    DetectionData,
-    check_output,
-    load_detection,
-    write_detection,
-)
+from foveal.data.det_loading import WRITE_FORMATS, load_detection, write_detection
+from foveal.data.formats.common import DetectionData, check_output
 from foveal.errors import check_choice
 
 

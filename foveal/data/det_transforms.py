@@ -29,7 +29,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, _train_ops, resolve_aug
+from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resolve_aug, train_ops
 
 Target = dict[str, Tensor]
 PER_OBJECT = ("boxes", "labels", "iscrowd", "masks", "keypoints")
@@ -96,7 +96,7 @@ class DetectionTransform:
             if cfg["vflip"] and can_flip:
                 flips.append(PairedFlip(cfg["vflip"], True, flip_idx))
             cfg.update(hflip=0.0, vflip=0.0, auto_augment="none")
-            early, self.photometric, self.post = _train_ops(cfg, imgsz)
+            early, self.photometric, self.post = train_ops(cfg, imgsz)
             self.geometric = [*early, *flips]
         self.sanitize = v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=_per_object)
 

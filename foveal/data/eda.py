@@ -270,7 +270,7 @@ def _pick_segment(index: DatasetIndex, records: list[ImageRecord], n: int, seed:
 
 
 def _groups(result: CheckResult, by_path: dict[str, ImageRecord]) -> list[dict[str, Any]]:
-    from foveal.data.health import _fmt_label
+    from foveal.data.health import format_label
 
     groups = []
     for kind in GROUP_KINDS:
@@ -278,7 +278,7 @@ def _groups(result: CheckResult, by_path: dict[str, ImageRecord]) -> list[dict[s
             members = []
             for path in finding.paths[:MEMBERS_SHOWN]:
                 record = by_path.get(path)
-                label = None if record is None or record.label is None else _fmt_label(record.label)
+                label = None if record is None or record.label is None else format_label(record.label)
                 members.append({"path": path, "split": record.split if record else "?", "label": label})
             groups.append(
                 {"kind": kind, "detail": finding.detail, "members": members, "size": len(finding.paths)}

@@ -312,12 +312,12 @@ def _group_findings(groups: list[list[ImageRecord]], near: bool, root: Path) -> 
             )
         labels = {it.label for it in group if it.label is not None}
         if len(labels) > 1:
-            shown = "; ".join(f"{_short([it.path], root)} -> {_fmt_label(it.label)}" for it in group[:4])
+            shown = "; ".join(f"{_short([it.path], root)} -> {format_label(it.label)}" for it in group[:4])
             findings.append(Finding("label_conflict", paths, f"{what} with different labels: {shown}"))
     return findings
 
 
-def _fmt_label(label: Any) -> str:
+def format_label(label: Any) -> str:
     if isinstance(label, frozenset | tuple):
         return "{" + ", ".join(sorted(map(str, label))) + "}"
     return str(label)

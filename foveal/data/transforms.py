@@ -213,7 +213,7 @@ def _auto_augment(policy: str) -> v2.Transform:
     return v2.TrivialAugmentWide(interpolation=bilinear)
 
 
-def _train_ops(cfg: dict, imgsz: int) -> tuple[list[v2.Transform], list[v2.Transform], list[v2.Transform]]:
+def train_ops(cfg: dict, imgsz: int) -> tuple[list[v2.Transform], list[v2.Transform], list[v2.Transform]]:
     """Return (uint8-stage ops, float-stage ops, post-normalisation ops) of the train pipeline."""
     early: list[v2.Transform] = []
     if cfg["random_resized_crop"]:
@@ -273,7 +273,7 @@ def build_transforms(
     normalize = v2.Normalize(mean=list(mean), std=list(std))
     if split != "train":
         return v2.Compose([v2.ToImage(), v2.Resize((imgsz, imgsz), antialias=True), to_float, normalize])
-    early, late, post = _train_ops(resolve_aug(aug), imgsz)
+    early, late, post = train_ops(resolve_aug(aug), imgsz)
     return v2.Compose([v2.ToImage(), *early, to_float, *late, normalize, *post])
 
 

@@ -8,17 +8,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from foveal.atomic import atomic_write_text
-from foveal.config import TrainConfig, load_yaml, make_config, save_yaml
-from foveal.data.checks import drop_unreadable
+from foveal.config import TrainConfig, save_yaml
 from foveal.data.sample import Sample
 from foveal.engine.loaders import make_loader
 from foveal.engine.rundir import new_run_dir, run_parent, safe_name
-from foveal.errors import CheckpointError, ConfigError, check_choice
+from foveal.engine.setup import build_module, prepare_run, resolve_config
+from foveal.errors import CheckpointError, ConfigError
 from foveal.serialize import dumps
-from foveal.tasks import get_task
 from foveal.tasks.base import Task
 
 if TYPE_CHECKING:
@@ -39,13 +36,6 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def resolve_config(config: str | Path | None = None, **options: Any) -> TrainConfig:
-    """Defaults, then the YAML file, then explicit options (None values ignored)."""
-    values = load_yaml(config) if config else {}
-    values.update({k: v for k, v in options.items() if v is not None})
-    return make_config(**values)
-
-
 def _resume_target(resume: str | Path) -> tuple[Path, Path]:
     """(run folder, last checkpoint) for ``--resume RUN|CKPT``."""
     path = Path(resume).expanduser()
@@ -56,53 +46,6 @@ def _resume_target(resume: str | Path) -> tuple[Path, Path]:
             "pass a run folder or its checkpoints/last.ckpt"
         )
     return ckpt.parent.parent, ckpt
-
-
-def check_names(cfg: TrainConfig) -> None:
-    """Fail fast, before any data is read, on unknown model/optimizer/scheduler/augmentation names."""
-    from foveal.data.checks import ON_BAD_IMAGE
-    from foveal.data.transforms import resolve_aug
-    from foveal.engine.optim import OPTIMIZERS, SCHEDULERS
-
-    if cfg.model is not None:
-        get_task(cfg.task).check_model(cfg.model)
-    check_choice("optimizer", cfg.optimizer, OPTIMIZERS)
-    check_choice("scheduler", cfg.scheduler, SCHEDULERS)
-    check_choice("--on-bad-image value", cfg.on_bad_image, ON_BAD_IMAGE)
-    if cfg.aug != "auto":
-        resolve_aug(cfg.aug)
-
-
-def _prepare(cfg: TrainConfig) -> tuple[Task, dict[str, list[Sample]], TrainConfig]:
-    check_names(cfg)
-    task_cls = get_task(cfg.task)
-    if cfg.model is None:
-        cfg = replace(cfg, model=task_cls.default_model(cfg.imgsz))
-    if cfg.aug == "auto":
-        cfg = replace(cfg, aug=task_cls.default_aug)
-    splits, meta = task_cls.load_data(cfg)
-    splits = {name: drop_unreadable(samples, cfg.on_bad_image) for name, samples in splits.items() if samples}
-    return task_cls(meta), splits, cfg
-
-
-def _build_module(task: Task, cfg: TrainConfig):
-    from foveal.engine.module import TaskModule
-
-    model = task.build_model()
-    if cfg.pretrained:
-        from foveal.models.weights import load_pretrained
-
-        report = load_pretrained(model, cfg.pretrained, cfg.model)
-        log.info(
-            "pretrained %s: %d tensors loaded, %d re-initialised (%s)",
-            cfg.pretrained,
-            len(report["loaded"]),
-            len(report["skipped"]),
-            ", ".join(report["skipped"][:4]),
-        )
-    if cfg.amp and not torch.cuda.is_available():
-        log.warning("--amp ignored: mixed precision is used on CUDA only")
-    return TaskModule(task, cfg, model)
 
 
 def train(
@@ -127,7 +70,7 @@ def train(
         cfg = resolve_config(config, task=task, data=data, **options)
     if cfg.data is None:
         raise ConfigError("no data given; pass --data PATH (a dataset folder or CSV), or run 'foveal demo'")
-    task_obj, splits, cfg = _prepare(cfg)  # data errors surface here, before Lightning is imported
+    task_obj, splits, cfg = prepare_run(cfg)  # data errors surface here, before Lightning is imported
     import lightning as L
 
     from foveal.engine.callbacks import History
@@ -137,7 +80,7 @@ def train(
     if resume is None:
         run_dir = new_run_dir(run_parent(cfg.project, cfg.task), cfg.name or safe_name(cfg.model))
     history = History(run_dir / "history.json")
-    module = _build_module(task_obj, cfg)
+    module = build_module(task_obj, cfg)
     train_loader = make_loader(
         task_obj, splits["train"], "train", cfg.batch, cfg.workers, cfg.seed, _sampler(task_obj, splits, cfg)
     )

@@ -71,15 +71,15 @@ def lr_find(
     """``foveal lr-find``: the range test on a fresh model for the given data/options; writes ``out``."""
     import lightning as L
 
-    from foveal.engine.fit import _build_module, _prepare, resolve_config
     from foveal.engine.loaders import make_loader
+    from foveal.engine.setup import build_module, prepare_run, resolve_config
     from foveal.errors import ConfigError
 
     cfg = resolve_config(config, task=task, data=data, **options)
     if cfg.data is None:
         raise ConfigError("no data given; pass --data PATH")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    task_obj, splits, cfg = _prepare(cfg)
-    module = _build_module(task_obj, cfg)
+    task_obj, splits, cfg = prepare_run(cfg)
+    module = build_module(task_obj, cfg)
     loader = make_loader(task_obj, splits["train"], "train", cfg.batch, cfg.workers, cfg.seed)
     return find_lr(module, loader, Path(out), cfg)

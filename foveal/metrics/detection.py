@@ -495,7 +495,7 @@ def detection_confusion_matrix(
     unmatched box at (true, background), an unmatched prediction at (background, predicted); unlike
     Ultralytics, unmatched predictions count also in images without any match.
     """
-    from torchvision.ops import box_iou
+    from foveal.ops.boxes import box_iou
 
     cm = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
     bg = num_classes
@@ -528,7 +528,7 @@ def score_outcomes(
     >= ``conf_threshold``. Per image and class, predictions in decreasing score take the unmatched
     non-crowd box of their class with the highest IoU >= ``iou_threshold`` (COCO-style greedy
     matching); a prediction matching only a crowd box, or none, is a false positive."""
-    from torchvision.ops import box_iou
+    from foveal.ops.boxes import box_iou
 
     scores, hits = [], []
     for pred, target in zip(preds, targets, strict=True):

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from foveal.data.sample import Sample
-from foveal.ops.boxes import box_iou
+from foveal.ops.boxes import box_iou_numpy
 
 
 def _path(sample: Sample | str) -> str:
@@ -110,12 +110,6 @@ def confused_pairs(
 
 
 # -- detection ----------------------------------------------------------------------------------
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(A, B) IoU of xyxy boxes a (A, 4) and b (B, 4) (``foveal.ops.boxes.box_iou``; 0 where a union is 0)."""
-    iou = box_iou(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64))
-    return np.nan_to_num(iou.numpy(), nan=0.0)
-
-
 def _greedy(iou: np.ndarray, allowed: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     """One-to-one (gt, pred) pairs with IoU >= threshold where ``allowed``, greedily by IoU descending."""
     gi, pi = np.nonzero((iou >= threshold) & allowed)
@@ -181,7 +175,7 @@ def detection_errors(
         if crowd.any() and len(p_boxes):
             covered = _ioa(p_boxes, all_gt[crowd]).max(axis=1) >= iou
             p_boxes, p_scores, p_labels = p_boxes[~covered], p_scores[~covered], p_labels[~covered]
-        overlap = _iou(gt_boxes, p_boxes)
+        overlap = box_iou_numpy(gt_boxes, p_boxes)
         same = gt_labels[:, None] == p_labels[None, :]
         matched = _greedy(overlap, same, iou)
         free_g = np.ones(len(gt_boxes), dtype=bool)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from foveal.errors import ConfigError, DataError
-from foveal.models.registry import register, set_defaults
+from foveal.models.catalog import register, set_defaults
 from foveal.models.small import BasicBlock
 
 STRIDES = (4, 8, 16)
@@ -431,7 +431,7 @@ def decode(
         if kps is not None:
             det["keypoints"] = kps[n, keep]
         if nms_iou is not None:
-            from torchvision.ops import batched_nms
+            from foveal.ops.boxes import batched_nms
 
             order = batched_nms(det["boxes"], det["scores"], det["labels"], nms_iou)
             det = {k: v[order] for k, v in det.items()}

@@ -20,7 +20,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from foveal.errors import ConfigError
-from foveal.models.registry import register, set_defaults
+from foveal.models.catalog import register, set_defaults
 
 # torchvision detection builders by foveal task (name prefixes).
 TV_FAMILIES = {

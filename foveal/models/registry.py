@@ -1,8 +1,14 @@
-"""One model registry: name -> builder ``(num_classes, **kwargs) -> nn.Module``, per task.
+"""One model registry: name -> builder ``(num_classes, **kwargs) -> nn.Module``, per model family.
+
+A model family is the string models register under (``classify``, ``segment``, ``detect``, ``instance``,
+``pose``: the task that builds them); :func:`families` lists them, derived from the registered models and
+the prefix providers' table (see ``foveal.models.catalog``, where the table lives). The ``task``
+parameters below name a family.
 
 Names:
 - own names (no prefix), e.g. ``smallresnet``: builders registered with :func:`register` by the module
-  that defines them (``foveal.models.small`` for classification; task modules add theirs);
+  that defines them (``foveal.models.small`` for classification, ``segmentation``, ``centernet``,
+  ``detection``; see :data:`PROVIDERS`);
 - ``tv:<name>``: a torchvision model of the task: classification (``tv:resnet18``), segmentation
   (``tv:deeplabv3_resnet50``) or detection/instance/pose (``tv:fasterrcnn_mobilenet_v3_large_fpn``,
   ``tv:maskrcnn_resnet50_fpn``, ``tv:keypointrcnn_resnet50_fpn``; see ``foveal.models.detection``);
@@ -15,25 +21,32 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from torch import nn
 
 from foveal.errors import ConfigError, check_choice, did_you_mean
+from foveal.models import catalog
+from foveal.models.catalog import PREFIX_FAMILIES, Builder, Entry, register, set_defaults
 
-TASKS = ("classify", "segment", "detect", "instance", "pose", "generate", "restore")
-PREFIXES = ("tv", "timm", "smp")
-_PREFIX_TASKS = {
-    "tv": ("classify", "segment", "detect", "instance", "pose"),
-    "timm": ("classify",),
-    "smp": ("segment",),
-}
+__all__ = [
+    "PREFIXES",
+    "PREFIX_FAMILIES",
+    "PROVIDERS",
+    "Builder",
+    "Entry",
+    "build_model",
+    "check_model_name",
+    "default_model",
+    "families",
+    "list_models",
+    "register",
+    "set_defaults",
+]
 
-Builder = Callable[..., nn.Module]
+PREFIXES = tuple(PREFIX_FAMILIES)
 
-# Modules whose import registers own builders (with @register); imported on the first registry lookup.
-# A task module that defines its own models adds its module name here.
+# Modules whose import registers own builders (with ``foveal.models.catalog.register``); imported on the
+# first registry lookup. A module that defines its own models adds its module name here.
 PROVIDERS = (
     "foveal.models.small",
     "foveal.models.segmentation",
@@ -41,23 +54,7 @@ PROVIDERS = (
     "foveal.models.detection",
 )
 
-
-@dataclass(frozen=True)
-class Entry:
-    """An own model: its builder ``(num_classes, **kwargs) -> nn.Module``, task and one-line description."""
-
-    builder: Builder
-    task: str
-    description: str
-
-
-_OWN: dict[tuple[str, str], Entry] = {}
 _loaded = False
-
-# Defaults per task: (largest image size it suits, or None for any size, model name), in order.
-_DEFAULTS: dict[str, list[tuple[int | None, str]]] = {
-    "classify": [(96, "smallresnet"), (None, "tv:resnet18")],
-}
 
 # torchvision builders that need arguments to return a plain (B, N) Tensor in training and not to warn.
 _TV_EXTRA: dict[str, dict] = {
@@ -66,29 +63,19 @@ _TV_EXTRA: dict[str, dict] = {
 }
 
 
-def register(name: str, task: str, description: str) -> Callable[[Builder], Builder]:
-    """Decorator: register ``builder(num_classes, **kwargs) -> nn.Module`` as own model ``name`` of ``task``.
-
-    Raises ValueError if another builder already has that name for that task."""
-    check_choice("task", task, TASKS)
-    if ":" in name:
-        raise ValueError(f"own model names take no prefix: {name!r}")
-
-    def wrap(builder: Builder) -> Builder:
-        if (task, name) in _OWN and _OWN[(task, name)].builder is not builder:
-            raise ValueError(f"model {name!r} is already registered for task {task!r}")
-        _OWN[(task, name)] = Entry(builder, task, description)
-        return builder
-
-    return wrap
-
-
 def _load_providers() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
         for module in PROVIDERS:
             importlib.import_module(module)
+
+
+def families() -> list[str]:
+    """The model families (``classify``, ``segment``, ...): those of the prefix providers and of every
+    registered own model (see ``foveal.models.catalog``), after importing the providers."""
+    _load_providers()
+    return catalog.families()
 
 
 def _tv_names(task: str = "classify") -> list[str]:
@@ -145,7 +132,7 @@ def _prefix_names(prefix: str, task: str = "classify") -> list[str]:
 
 
 def _unknown(name: str, task: str, choices: list[str]) -> ConfigError:
-    elsewhere = sorted(t for t, n in _OWN if n == name and t != task)
+    elsewhere = sorted(t for t, n in catalog.OWN if n == name and t != task)
     if elsewhere:
         return ConfigError(
             f"model '{name}' is a {elsewhere[0]} model, not a {task} model; see `foveal models --task {task}`"
@@ -157,21 +144,20 @@ def _unknown(name: str, task: str, choices: list[str]) -> ConfigError:
 
 def check_model_name(name: str, task: str = "classify") -> tuple[str, str]:
     """Raise ConfigError (with close matches) unless ``name`` is a ``task`` model; return (prefix, bare)."""
-    check_choice("task", task, TASKS)
-    _load_providers()
+    check_choice("task", task, families())
     prefix, bare = _split(name)
     if not prefix:
-        if (task, name) not in _OWN:
-            raise _unknown(name, task, [n for t, n in _OWN if t == task])
+        if (task, name) not in catalog.OWN:
+            raise _unknown(name, task, [n for t, n in catalog.OWN if t == task])
         return prefix, bare
     if prefix not in PREFIXES:
         raise ConfigError(
             f"unknown model prefix '{prefix}:' in '{name}'{did_you_mean(prefix, PREFIXES)}; "
             f"use tv:<name>, timm:<name>, smp:<arch>[:<encoder>] or an own name"
         )
-    if task not in _PREFIX_TASKS[prefix]:
+    if task not in PREFIX_FAMILIES[prefix]:
         raise ConfigError(
-            f"'{name}': {prefix}: models are for task {' or '.join(_PREFIX_TASKS[prefix])}; for task "
+            f"'{name}': {prefix}: models are for task {' or '.join(PREFIX_FAMILIES[prefix])}; for task "
             f"{task} choose one of `foveal models --task {task}`"
         )
     if prefix == "tv" and bare not in _tv_names(task):
@@ -220,7 +206,7 @@ def build_model(name: str, num_classes: int, task: str = "classify", **kwargs) -
 
             options = {"in_chans": 3, **kwargs}
             return timm.create_model(bare, pretrained=False, num_classes=num_classes, **options)
-        return _OWN[(task, name)].builder(num_classes, **kwargs)
+        return catalog.OWN[(task, name)].builder(num_classes, **kwargs)
     except TypeError as err:
         if "unexpected keyword argument" in str(err):
             raise ConfigError(f"model '{name}' does not take option {str(err).rsplit(' ', 1)[-1]}") from err
@@ -244,15 +230,15 @@ def list_models(task: str | None = None, pattern: str | None = None) -> list[tup
     models are listed per architecture; with an encoder in the pattern (``smp:fpn:res*``) per encoder.
     """
     if task is not None:
-        check_choice("task", task, TASKS)
+        check_choice("task", task, families())
     _load_providers()
     rows = [
         (n, t, e.description)
-        for (t, n), e in sorted(_OWN.items(), key=lambda kv: kv[0][1])
+        for (t, n), e in sorted(catalog.OWN.items(), key=lambda kv: kv[0][1])
         if (task is None or t == task) and _matches(n, pattern)
     ]
     prefix = _split(pattern)[0] if pattern else ""
-    for tv_task in ("classify", "segment", "detect", "instance", "pose"):
+    for tv_task in PREFIX_FAMILIES["tv"]:
         if task in (None, tv_task) and prefix in ("", "tv"):
             rows += [
                 (f"tv:{n}", tv_task, f"torchvision {n}")
@@ -276,12 +262,6 @@ def list_models(task: str | None = None, pattern: str | None = None) -> list[tup
     return rows
 
 
-def set_defaults(task: str, by_size: list[tuple[int | None, str]]) -> None:
-    """Set the default models of ``task``: (largest image size or None for any, model name), in order."""
-    check_choice("task", task, TASKS)
-    _DEFAULTS[task] = list(by_size)
-
-
 def default_model(task: str, imgsz: int) -> str:
     """The default model name for ``task`` at image size ``imgsz`` (training from scratch, CPU first).
 
@@ -292,9 +272,8 @@ def default_model(task: str, imgsz: int) -> str:
     BatchNorm'd plain convolutions train robustly from scratch and run faster on CPU than depthwise
     nets (EfficientNet/MobileNet) of similar accuracy, and ``--pretrained hub`` gives ImageNet weights.
     """
-    check_choice("task", task, TASKS)
-    _load_providers()
-    for limit, name in _DEFAULTS.get(task, []):
+    check_choice("task", task, families())
+    for limit, name in catalog.DEFAULTS.get(task, []):
         if limit is None or imgsz <= limit:
             return name
     raise ConfigError(f"no default model for task {task} at {imgsz} px; pass --model (see `foveal models`)")

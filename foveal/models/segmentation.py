@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from foveal.errors import ConfigError, did_you_mean
-from foveal.models.registry import register, set_defaults
+from foveal.models.catalog import register, set_defaults
 
 SMP_DEFAULT_ENCODER = "resnet18"
 # smp architectures by lower-case name (DPT is left out: it needs a ViT encoder, not smp's CNN encoders).

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchvision.ops import SqueezeExcitation
 
 from foveal.errors import ConfigError
-from foveal.models.registry import register
+from foveal.models.catalog import register
 
 
 class LeNet(nn.Module):

@@ -1,8 +1,10 @@
 """Box operations: IoU, format conversion, clipping, NMS, soft-NMS and weighted boxes fusion.
 
-Boxes are (N, 4) ``xyxy`` absolute pixels unless stated. IoU, GIoU and hard NMS are torchvision's;
-soft-NMS (Bodla et al. 2017) and weighted boxes fusion (Solovyev et al. 2019) run sequential loops
-on CPU numpy (float64) and return tensors on the input's device.
+The one box IoU of foveal: :func:`box_iou` for tensors (torchvision's), :func:`box_iou_numpy` for numpy
+arrays (the same formula, for per-box loops and numpy callers). Boxes are (N, 4) ``xyxy`` absolute
+pixels unless stated. GIoU and hard NMS are torchvision's (imported on first use); soft-NMS (Bodla et
+al. 2017) and weighted boxes fusion (Solovyev et al. 2019) run sequential loops on CPU numpy (float64)
+and return tensors on the input's device.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision.ops as tvops
 from torch import Tensor
 
 from foveal.errors import ConfigError, check_choice
@@ -28,13 +29,32 @@ def _check_boxes(boxes: Tensor, name: str = "boxes") -> None:
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of (N, 4) and (M, 4) xyxy boxes -> (N, M)."""
+    import torchvision.ops as tvops
+
     _check_boxes(a, "a")
     _check_boxes(b, "b")
     return tvops.box_iou(a, b)
 
 
+def box_iou_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of (N, 4) and (M, 4) xyxy boxes as numpy float64 -> (N, M): :func:`box_iou`'s formula, but 0
+    where the union is empty (torchvision gives NaN)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    wh = np.clip(
+        np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None
+    )
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def generalized_box_iou(a: Tensor, b: Tensor) -> Tensor:
     """Generalised IoU (Rezatofighi et al. 2019) of (N, 4) and (M, 4) xyxy boxes -> (N, M), in [-1, 1]."""
+    import torchvision.ops as tvops
+
     _check_boxes(a, "a")
     _check_boxes(b, "b")
     return tvops.generalized_box_iou(a, b)
@@ -63,25 +83,18 @@ def clip_boxes(boxes: Tensor, height: int | float, width: int | float) -> Tensor
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Hard NMS: indices (int64) of the kept (N, 4) xyxy boxes, by decreasing score (torchvision)."""
+    import torchvision.ops as tvops
+
     _check_boxes(boxes)
     return tvops.nms(boxes, scores, iou_threshold)
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
     """Class-aware hard NMS (a box suppresses only boxes of its label); kept indices by decreasing score."""
+    import torchvision.ops as tvops
+
     _check_boxes(boxes)
     return tvops.batched_nms(boxes, scores, labels, iou_threshold)
-
-
-def _iou_one(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box (4,) with (M, 4) boxes; 0 where the union is empty."""
-    w = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    h = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    inter = w * h
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    union = area + areas - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def soft_nms(
@@ -129,7 +142,7 @@ def soft_nms(
             idx = idx[label_np[idx] == label_np[i]]
         if idx.size == 0:
             continue
-        iou = _iou_one(box_np[i], box_np[idx])
+        iou = box_iou_numpy(box_np[i][None], box_np[idx])[0]
         if method == "linear":
             decay = np.where(iou > iou_threshold, 1.0 - iou, 1.0)
         else:
@@ -203,7 +216,7 @@ def _wbf_one_label(
         box = np.asarray(box)
         k = -1
         if len(fused):
-            iou = _iou_one(box, fused)
+            iou = box_iou_numpy(box[None], fused)[0]
             k = int(np.argmax(iou))
             if iou[k] <= iou_threshold:
                 k = -1

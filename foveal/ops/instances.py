@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from foveal.errors import ConfigError, check_choice
-from foveal.ops.morphology import _structure, to_mask_array
+from foveal.ops.morphology import connectivity_structure, to_mask_array
 
 INSTANCE_METHODS = ("connected", "watershed")
 
@@ -31,7 +31,7 @@ def connected_instances(mask: Any, connectivity: int = 2) -> np.ndarray:
     """
     from scipy import ndimage
 
-    labels, _ = ndimage.label(_binary(mask), structure=_structure(connectivity))
+    labels, _ = ndimage.label(_binary(mask), structure=connectivity_structure(connectivity))
     return labels.astype(np.int32)
 
 
@@ -58,7 +58,7 @@ def watershed_instances(
         raise ConfigError(f"min_distance={min_distance!r} is invalid; pass an integer >= 1")
     if footprint is not None and (not isinstance(footprint, (int, np.integer)) or footprint < 1):
         raise ConfigError(f"footprint={footprint!r} is invalid; pass an integer >= 1 or None")
-    structure = _structure(connectivity)
+    structure = connectivity_structure(connectivity)
     components, n_components = ndimage.label(binary, structure=structure)
     if n_components == 0:
         return components.astype(np.int32)

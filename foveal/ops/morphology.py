@@ -47,7 +47,7 @@ def _check_nonnegative(name: str, value: int) -> int:
     return int(value)
 
 
-def _structure(connectivity: int) -> np.ndarray:
+def connectivity_structure(connectivity: int) -> np.ndarray:
     from scipy import ndimage
 
     if connectivity not in (1, 2):
@@ -134,7 +134,7 @@ def remove_small_components(
     from scipy import ndimage
 
     min_size = _check_nonnegative("min_size", min_size)
-    structure = _structure(connectivity)
+    structure = connectivity_structure(connectivity)
 
     def keep_large(binary: np.ndarray) -> np.ndarray:
         labels, _ = ndimage.label(binary, structure=structure)

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
-from foveal.report.plots import DPI, _figure, _finish, _save, _style
+from foveal.report.plots import DPI, curve_style, finish_axes, new_figure, save_png
 from foveal.report.seg_plots import class_colours
 
 
@@ -85,7 +85,7 @@ def plot_detection_grid(
             ax.set_axis_off()
             if row == 0:
                 ax.set_title(title)
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def plot_pr_curves(curves: dict[str, dict[str, Any]], out: str | Path) -> Path:
@@ -93,14 +93,14 @@ def plot_pr_curves(curves: dict[str, dict[str, Any]], out: str | Path) -> Path:
 
     ``curves``: {class name: {"recall": (R,), "precision": (R,), "ap50": float | None}}; a class
     without ground truth (ap50 None) is listed as n/a."""
-    fig, ax = _figure(figsize=(9.0, 5.4) if len(curves) > 10 else (6.4, 4.8))
+    fig, ax = new_figure(figsize=(9.0, 5.4) if len(curves) > 10 else (6.4, 4.8))
     for index, (name, curve) in enumerate(curves.items()):
         if curve.get("ap50") is None:
             ax.plot([], [], " ", label=f"{name}: AP50 n/a (no ground truth)")
             continue
         label = f"{name}: AP50={curve['ap50']:.3f}"
-        ax.plot(curve["recall"], curve["precision"], label=label, **_style(index, len(curves)))
+        ax.plot(curve["recall"], curve["precision"], label=label, **curve_style(index, len(curves)))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    _finish(ax, "recall", "precision", "Precision-recall (IoU 0.5)", many=len(curves) > 10)
-    return _save(fig, out)
+    finish_axes(ax, "recall", "precision", "Precision-recall (IoU 0.5)", many=len(curves) > 10)
+    return save_png(fig, out)

@@ -92,7 +92,7 @@ def image_grid(
     """Images (H, W, 3) uint8 in a grid of up to 4 columns, each with its title in its colour."""
     from matplotlib.figure import Figure
 
-    from foveal.report.plots import DPI, _save
+    from foveal.report.plots import DPI, save_png
 
     count = max(1, len(images))
     cols = min(GRID_COLUMNS, count)
@@ -107,4 +107,4 @@ def image_grid(
     if not images:
         axes[0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
     fig.suptitle(title)
-    return _save(fig, out_png)
+    return save_png(fig, out_png)

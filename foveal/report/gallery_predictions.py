@@ -14,6 +14,7 @@ from PIL import Image
 from foveal.data.index import DatasetIndex, Entry
 from foveal.errors import DataError
 from foveal.metrics.segmentation import mean_iou  # noqa: F401  (re-exported for the gallery)
+from foveal.ops.boxes import box_iou_numpy
 
 MIN_SCORE = 0.3
 """Predicted boxes below this score are neither drawn nor judged."""
@@ -200,12 +201,9 @@ def load_predictions(source: Path, index: DatasetIndex) -> Predictions:
     return preds
 
 
-def _iou_xywh(a: list[float], b: list[float]) -> float:
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    inter = max(w, 0.0) * max(h, 0.0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+def _xyxy(xywh: list[list[float]]) -> np.ndarray:
+    boxes = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
 
 
 def detection_mistake(objects: list[dict[str, Any]], detections: list[dict[str, Any]]) -> tuple[int, int]:
@@ -213,12 +211,14 @@ def detection_mistake(objects: list[dict[str, Any]], detections: list[dict[str, 
     target of its class with the highest IoU >= MIN_IOU; crowd targets are never missed. Boxes xywh."""
     used = [False] * len(objects)
     extra = 0
-    for det in sorted(detections, key=lambda d: -float(d["score"])):
+    ordered = sorted(detections, key=lambda d: -float(d["score"]))
+    ious = box_iou_numpy(_xyxy([d["bbox"] for d in ordered]), _xyxy([o["bbox"] for o in objects]))
+    for i, det in enumerate(ordered):
         best, best_iou = None, MIN_IOU
         for j, obj in enumerate(objects):
             if obj["category_id"] != det["category_id"] or (used[j] and not obj.get("iscrowd")):
                 continue
-            iou = _iou_xywh([float(v) for v in det["bbox"]], [float(v) for v in obj["bbox"]])
+            iou = float(ious[i, j])
             if iou >= best_iou:
                 best, best_iou = j, iou
         if best is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib import colormaps
@@ -20,7 +21,11 @@ from matplotlib.figure import Figure
 
 from foveal.atomic import atomic_write
 from foveal.errors import check_choice
+from foveal.metrics.calibration import calibration_bins, confidences_and_outcomes, expected_calibration_error
 from foveal.metrics.classification import KINDS, confusion_matrix_normalised
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 DPI = 100
 
@@ -37,11 +42,11 @@ def plot_history(history: list[dict[str, float]], out_dir: str | Path) -> list[P
     written = []
     losses = [key for key in ("train/loss", "val/loss") if key in series]
     if losses:
-        fig, ax = _figure()
+        fig, ax = new_figure()
         for key in losses:
             ax.plot(*series[key], marker="o", markersize=3, label=key)
-        _finish(ax, "epoch", "loss", "Loss")
-        written.append(_save(fig, out_dir / "loss.png"))
+        finish_axes(ax, "epoch", "loss", "Loss")
+        written.append(save_png(fig, out_dir / "loss.png"))
     metrics = sorted(key for key in series if key.startswith("val/") and key != "val/loss")
     if metrics:
         ncols = min(3, len(metrics))
@@ -55,14 +60,14 @@ def plot_history(history: list[dict[str, float]], out_dir: str | Path) -> list[P
             ax.grid(alpha=0.3)
         for ax in axes[len(metrics) :]:
             ax.set_visible(False)
-        written.append(_save(fig, out_dir / "metrics.png"))
+        written.append(save_png(fig, out_dir / "metrics.png"))
     rates = sorted(key for key in series if key == "lr" or key.startswith("lr-"))
     if rates:
-        fig, ax = _figure()
+        fig, ax = new_figure()
         for key in rates:
             ax.plot(*series[key], marker="o", markersize=3, label=key)
-        _finish(ax, "epoch", "learning rate", "Learning rate")
-        written.append(_save(fig, out_dir / "lr.png"))
+        finish_axes(ax, "epoch", "learning rate", "Learning rate")
+        written.append(save_png(fig, out_dir / "lr.png"))
     return written
 
 
@@ -80,7 +85,7 @@ def plot_confusion_matrix(
         raise ValueError(f"confusion matrix must be ({n}, {n}) for {n} class names, got {counts.shape}")
     values = confusion_matrix_normalised(counts) if normalise else counts
     side = max(4.5, 0.32 * n + 2.5)
-    fig, ax = _figure(figsize=(side + 1.0, side))
+    fig, ax = new_figure(figsize=(side + 1.0, side))
     image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0 if normalise else max(values.max(), 1.0))
     fig.colorbar(image, ax=ax, shrink=0.8)
     fontsize = max(6.0, min(10.0, 200.0 / n))
@@ -97,7 +102,7 @@ def plot_confusion_matrix(
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix" + (" (row-normalised)" if normalise else ""))
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def plot_roc(
@@ -112,19 +117,19 @@ def plot_roc(
     from sklearn.metrics import roc_auc_score, roc_curve
 
     curves = _curves(probs, targets, kind, class_names)
-    fig, ax = _figure(figsize=(9.0, 5.4) if len(curves) > 10 else (6.4, 4.8))
+    fig, ax = new_figure(figsize=(9.0, 5.4) if len(curves) > 10 else (6.4, 4.8))
     for index, (name, positive, score) in enumerate(curves):
         if positive.all() or not positive.any():
             ax.plot([], [], " ", label=f"{name}: AUC n/a (one class only)")
             continue
         fpr, tpr, _ = roc_curve(positive, score)
         label = f"{name}: AUC={roc_auc_score(positive, score):.3f}"
-        ax.plot(fpr, tpr, label=label, **_style(index, len(curves)))
+        ax.plot(fpr, tpr, label=label, **curve_style(index, len(curves)))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    _finish(ax, "false positive rate", "true positive rate", "ROC", many=len(curves) > 10)
-    return _save(fig, out)
+    finish_axes(ax, "false positive rate", "true positive rate", "ROC", many=len(curves) > 10)
+    return save_png(fig, out)
 
 
 def plot_pr(
@@ -137,18 +142,18 @@ def plot_pr(
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     curves = _curves(probs, targets, kind, class_names)
-    fig, ax = _figure(figsize=(9.0, 5.4) if len(curves) > 10 else (6.4, 4.8))
+    fig, ax = new_figure(figsize=(9.0, 5.4) if len(curves) > 10 else (6.4, 4.8))
     for index, (name, positive, score) in enumerate(curves):
         if not positive.any():
             ax.plot([], [], " ", label=f"{name}: AP n/a (no positives)")
             continue
         precision, recall, _ = precision_recall_curve(positive, score)
         label = f"{name}: AP={average_precision_score(positive, score):.3f}"
-        ax.plot(recall, precision, drawstyle="steps-post", label=label, **_style(index, len(curves)))
+        ax.plot(recall, precision, drawstyle="steps-post", label=label, **curve_style(index, len(curves)))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    _finish(ax, "recall", "precision", "Precision-recall", many=len(curves) > 10)
-    return _save(fig, out)
+    finish_axes(ax, "recall", "precision", "Precision-recall", many=len(curves) > 10)
+    return save_png(fig, out)
 
 
 def plot_lr_find(
@@ -159,7 +164,7 @@ def plot_lr_find(
         raise ValueError(
             f"lrs and losses must be non-empty and of equal length, got {len(lrs)} and {len(losses)}"
         )
-    fig, ax = _figure()
+    fig, ax = new_figure()
     ax.plot(lrs, losses)
     ax.set_xscale("log")
     if suggestion is not None:
@@ -168,8 +173,58 @@ def plot_lr_find(
         ax.plot(
             [suggestion], [losses[nearest]], "o", color="tab:red", label=f"suggested lr = {suggestion:.2e}"
         )
-    _finish(ax, "learning rate", "loss", "Learning-rate finder", legend=suggestion is not None)
-    return _save(fig, out)
+    finish_axes(ax, "learning rate", "loss", "Learning-rate finder", legend=suggestion is not None)
+    return save_png(fig, out)
+
+
+def reliability_diagram(
+    probs: Tensor | np.ndarray,
+    targets: Tensor | np.ndarray,
+    out_png: str | Path,
+    n_bins: int = 15,
+    title: str = "Reliability",
+) -> Path:
+    """Write a reliability diagram of ``probs`` (N, C) against ``targets`` (as
+    ``foveal.metrics.calibration.expected_calibration_error`` takes them) to ``out_png``.
+
+    Top: the accuracy of each confidence bin as bars against the diagonal (perfect calibration), the
+    gap to the bin's mean confidence shaded red; bottom: how many predictions fall in each bin. The
+    title carries the ECE. Multilabel pools every (image, label) pair in the bars.
+    """
+    conf, hits = confidences_and_outcomes(probs, targets)
+    ece = expected_calibration_error(probs, targets, n_bins)
+    accuracy, confidence, count = calibration_bins(conf, hits, n_bins)
+    width = 1.0 / n_bins
+    centres = (np.arange(n_bins) + 0.5) * width
+    used = count > 0
+    fig = Figure(figsize=(5.4, 6.0), dpi=DPI, layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.bar(centres[used], accuracy[used], width=width, color="#4c72b0", edgecolor="black", label="accuracy")
+    gap_low = np.minimum(accuracy, confidence)[used]
+    top.bar(
+        centres[used],
+        np.abs(confidence - accuracy)[used],
+        bottom=gap_low,
+        width=width,
+        color="#dd4444",
+        alpha=0.35,
+        edgecolor="#aa0000",
+        hatch="//",
+        label="gap to confidence",
+    )
+    top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1.0, label="perfect calibration")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy" if conf.ndim == 1 else "fraction positive")
+    kind = "top-label" if conf.ndim == 1 else "mean over labels"
+    top.set_title(f"{title} (ECE {ece:.4f}, {kind})")
+    top.legend(fontsize=8, loc="upper left")
+    top.grid(alpha=0.3)
+    bottom.bar(centres, count, width=width, color="#888888", edgecolor="black")
+    bottom.set_xlabel("confidence")
+    bottom.set_ylabel("count")
+    bottom.grid(alpha=0.3)
+    return save_png(fig, out_png)
 
 
 def _series(history: list[dict[str, float]]) -> dict[str, tuple[list[float], list[float]]]:
@@ -204,19 +259,23 @@ def _curves(
     return [(name, positives[:, c], probs[:, c]) for c, name in enumerate(class_names)]
 
 
-def _style(index: int, count: int) -> dict[str, object]:
+def curve_style(index: int, count: int) -> dict[str, object]:
     """Line colour and style for curve ``index`` of ``count``: distinct for up to 60 curves."""
     if count <= 10:
         return {}
     return {"color": colormaps["tab20"](index % 20), "linestyle": ("-", "--", ":")[index // 20 % 3]}
 
 
-def _figure(figsize: tuple[float, float] = (6.4, 4.8)) -> tuple[Figure, Axes]:
+def new_figure(figsize: tuple[float, float] = (6.4, 4.8)) -> tuple[Figure, Axes]:
+    """A pyplot-free figure at the report DPI with one axes."""
     fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
     return fig, fig.add_subplot()
 
 
-def _finish(ax: Axes, xlabel: str, ylabel: str, title: str, legend: bool = True, many: bool = False) -> None:
+def finish_axes(
+    ax: Axes, xlabel: str, ylabel: str, title: str, legend: bool = True, many: bool = False
+) -> None:
+    """Labels, title, grid and legend (outside the axes when ``many`` curves)."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -228,7 +287,7 @@ def _finish(ax: Axes, xlabel: str, ylabel: str, title: str, legend: bool = True,
             ax.legend(fontsize=8)
 
 
-def _save(fig: Figure, out: str | Path) -> Path:
+def save_png(fig: Figure, out: str | Path) -> Path:
     """Render ``fig`` to PNG at ``out`` atomically (temporary file in the same folder, then rename)."""
     FigureCanvasAgg(fig)
     return atomic_write(out, lambda handle: fig.savefig(handle, format="png", dpi=DPI))

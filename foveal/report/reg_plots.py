@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from foveal.report.plots import DPI, _save
+from foveal.report.plots import DPI, save_png
 
 
 def _grid(n: int) -> tuple[Figure, np.ndarray]:
@@ -39,7 +39,7 @@ def plot_predicted_vs_true(
         ax.set_ylabel(f"predicted {name}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def plot_residuals(predicted: np.ndarray, true: np.ndarray, names: Sequence[str], out: str | Path) -> Path:
@@ -55,4 +55,4 @@ def plot_residuals(predicted: np.ndarray, true: np.ndarray, names: Sequence[str]
         ax.set_xlabel(f"predicted - true {name}")
         ax.set_ylabel("images")
         ax.grid(alpha=0.3)
-    return _save(fig, out)
+    return save_png(fig, out)

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from foveal.report.plots import DPI, _save
+from foveal.report.plots import DPI, save_png
 
 Colour = tuple[int, int, int]
 IGNORED_COLOUR: Colour = (255, 255, 255)
@@ -107,7 +107,7 @@ def plot_per_class_iou(metrics: dict[str, Any], out: str | Path) -> Path:
     ax.set_xlabel("IoU")
     ax.set_title("Per-class IoU")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def plot_segmentation_grid(
@@ -160,4 +160,4 @@ def plot_segmentation_grid(
     if ignore_index in shown:
         handles.append(Patch(facecolor="white", edgecolor="black", label="ignored"))
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, ncols=1 + len(handles) // 30)
-    return _save(fig, out)
+    return save_png(fig, out)

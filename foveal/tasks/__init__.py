@@ -11,6 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from foveal.config import DEFAULT_TASK
 from foveal.errors import check_choice
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ TASKS: dict[str, TaskEntry] = {
         TaskEntry("regress", "foveal.tasks.regress:RegressTask", "image regression (numeric targets)"),
     )
 }
-DEFAULT_TASK = "classify"
 
 
 def task_names() -> list[str]:

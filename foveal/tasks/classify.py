@@ -198,7 +198,7 @@ class ClassifyTask(Task):
             threshold=threshold,
         )
         # calibration: expected calibration error of the (temperature-scaled) probabilities
-        from foveal.analysis.calibration import expected_calibration_error
+        from foveal.metrics.calibration import expected_calibration_error
 
         metrics["ece"] = round(expected_calibration_error(kept["probs"], kept["targets"]), 7)
         return metrics
@@ -232,9 +232,9 @@ class ClassifyTask(Task):
         n: int = 16,
     ) -> tuple[dict[str, Any], list[str]]:
         """``top_losses`` and ``confused_pairs`` (single-label); ``top_losses.png``, ``reliability.png``."""
-        from foveal.analysis.calibration import reliability_diagram
         from foveal.metrics.errors import pair_rows, top_losses
         from foveal.report.error_grids import top_losses_grid
+        from foveal.report.plots import reliability_diagram
 
         threshold = (self.meta.thresholds or 0.5) if self.multilabel else 0.5
         rows = top_losses(samples, kept["probs"], kept["targets"], self.class_names, n, threshold)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from foveal.data.det_loading import (
+from foveal.data.formats.common import (
     Checks,
     DetectionData,
     normalise_categories,

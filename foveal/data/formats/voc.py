@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from foveal.data.det_loading import Checks, DetectionData, place_image, prepare_output, unique_names
+from foveal.data.formats.common import Checks, DetectionData, place_image, prepare_output, unique_names
 from foveal.data.imageio import is_image_file
 from foveal.data.sample import Sample
 from foveal.errors import DataError, did_you_mean

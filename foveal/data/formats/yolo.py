@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from foveal.data.det_loading import (
+from foveal.data.formats.coco import object_mask
+from foveal.data.formats.common import (
     Checks,
     DetectionData,
     normalise_categories,
@@ -36,7 +37,6 @@ from foveal.data.det_loading import (
     prepare_output,
     unique_names,
 )
-from foveal.data.formats.coco import object_mask
 from foveal.data.imageio import is_image_file
 from foveal.data.sample import Sample
 from foveal.errors import DataError, check_choice

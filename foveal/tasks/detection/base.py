@@ -363,7 +363,7 @@ class ObjectTask(Task):
         scores, hits = score_outcomes(preds, gts)  # ECE of scores >= 0.05 against "is a true positive"
         metrics["ece"] = None
         if len(scores):
-            from foveal.analysis.calibration import expected_calibration_error
+            from foveal.metrics.calibration import expected_calibration_error
 
             metrics["ece"] = expected_calibration_error(scores[:, None], hits[:, None])
         return metrics
