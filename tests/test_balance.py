@@ -99,7 +99,7 @@ def test_detect_and_segment_balance_labels(tmp_path: Path) -> None:
     segment = get_task("segment")
     cfg = make_config(task="segment", data=str(masks), balance="weights")
     splits, meta = segment.load_data(cfg)
-    weights = meta["class_weights"]
+    weights = meta.class_weights
     assert len(weights) == 5 and weights[0] == min(weights)  # background is the most common class
     from PIL import Image
 

@@ -101,9 +101,16 @@ class TaskMeta:
             "model": config.model,
             "imgsz": config.imgsz,
             "model_options": dict(config.model_options),
-            "aug": resolve_aug(config.aug),
+            "aug": resolved_aug(config),
             **values,
         }
+
+
+def resolved_aug(config: TrainConfig) -> dict[str, Any]:
+    """``config.aug`` as a full option dict; ``auto`` is the task's ``default_aug``."""
+    from foveal.tasks import get_task
+
+    return resolve_aug(get_task(config.task).default_aug if config.aug == "auto" else config.aug)
 
 
 class Task(ABC):

@@ -17,9 +17,9 @@ from torchvision import tv_tensors
 from foveal.config import TrainConfig
 from foveal.data.imageio import load_rgb
 from foveal.data.sample import Sample
-from foveal.data.transforms import build_transforms, resolve_aug
+from foveal.data.transforms import build_transforms
 from foveal.errors import ConfigError, DataError
-from foveal.tasks.base import PredictOption, Task, TaskMeta
+from foveal.tasks.base import PredictOption, Task, TaskMeta, resolved_aug
 
 
 @dataclass
@@ -91,7 +91,7 @@ class SegmentTask(Task):
     def load_data(cls, config: TrainConfig) -> tuple[dict[str, list[Sample]], SegmentMeta]:
         from foveal.data.seg_loading import load_segmentation
 
-        aug = resolve_aug(config.aug)
+        aug = resolved_aug(config)
         if aug["auto_augment"] != "none":
             raise ConfigError(
                 f"aug auto_augment={aug['auto_augment']} cannot transform masks; set "

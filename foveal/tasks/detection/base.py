@@ -308,6 +308,8 @@ class ObjectTask(Task):
                 for key in per_image[0]
             }
             pooled["scores"] = torch.cat([o["scores"].float() * w / top for o, w in zip(per_image, weights)])
+            if "masks" in pooled and per_image[0]["masks"].ndim == 3:  # the members' own mask layout
+                pooled["masks"] = pooled["masks"][:, 0]
             keep = batched_nms(pooled["boxes"], pooled["scores"], pooled["labels"], 0.55)
             merged.append({key: value[keep] for key, value in pooled.items()})
         return merged

@@ -27,11 +27,10 @@ class InstanceTask(ObjectTask):
     def unview_objects(
         self, out: dict[str, Tensor], view: Any, viewed: tuple[int, int], size: tuple[int, int]
     ) -> dict[str, Tensor]:
+        """Masks mapped back in the member's own layout ((N, H, W) or (N, 1, H, W))."""
         masks = as_float(out["masks"], "masks")
-        return {
-            **out,
-            "masks": view.invert_map(masks, size) if len(masks) else masks.new_zeros((0, 1, *size)),
-        }
+        back = view.invert_map(masks, size) if len(masks) else masks.new_zeros((0, 1, *size))
+        return {**out, "masks": back[:, 0] if out["masks"].ndim == 3 else back}
 
     def keep_objects(
         self, out: dict[str, Tensor], target: Target, scale: tuple[float, float]
