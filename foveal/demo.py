@@ -10,17 +10,16 @@ from typing import Any
 
 from foveal.errors import check_choice
 
-# Sized so each task meets its bar (classify: val accuracy >= 0.95; segment: val mIoU >= 0.85, both in
-# under 3 minutes; detect: val mAP50 >= 0.80 in under 5 minutes, on 2 CPU cores); see README.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "classify": {"n": 4000, "epochs": 12, "options": {}},
-    # the U-Net underfits this data in a 3-minute budget: no augmentation, more and larger steps
-    # (batch 32, lr 5e-3) reach the bar in 7 epochs where the defaults need ~12 (see benchmarks/README.md)
-    "segment": {"n": 1500, "epochs": 7, "options": {"batch": 32, "aug": "none", "lr": 5e-3}},
-    "detect": {"n": 2000, "epochs": 10, "options": {"batch": 32}},
-}
-FORMATS = {"classify": "imagefolder", "segment": "masks", "detect": "coco"}
-TEST_IMAGES = {"classify": "test/*/*.png", "segment": "test/images/*.png", "detect": "images/test/*.png"}
+# Each task's recipe (``Task.demo``) is sized to meet its bar on 2 CPU cores (classify: val accuracy
+# >= 0.95; segment: val mIoU >= 0.85, both in under 3 minutes; detect: val mAP50 >= 0.80 in under 5
+# minutes); see README.
+
+
+def demo_tasks() -> list[str]:
+    """The registered tasks that have a demo recipe, in registry order."""
+    from foveal.tasks import get_task, task_names
+
+    return [name for name in task_names() if get_task(name).demo is not None]
 
 
 def shapes_data(project: Path, fmt: str, n: int, imgsz: int, seed: int) -> Path:
@@ -35,66 +34,27 @@ def shapes_data(project: Path, fmt: str, n: int, imgsz: int, seed: int) -> Path:
     return folder
 
 
-def _test_images(data: Path, task: str, count: int) -> list[str]:
-    return [str(p) for p in sorted(data.glob(TEST_IMAGES[task]))[:count]]
-
-
-def _true_objects(data: Path, rows: list[dict[str, Any]]) -> int:
-    """Ground-truth objects in the predicted test images of the demo's COCO data."""
-    import json
-
-    doc = json.loads((data / "annotations" / "instances_test.json").read_text())
-    names = {Path(row["path"]).name for row in rows}
-    ids = {image["id"] for image in doc["images"] if image["file_name"] in names}
-    return sum(ann["image_id"] in ids for ann in doc["annotations"])
-
-
 def demo_task(task: str, project: Path, n: int | None, epochs: int | None, seed: int) -> dict[str, Any]:
     """Generate data, train, evaluate on test, predict a few test images; return a summary row."""
     from foveal.engine.evaluation import evaluate, predict
     from foveal.engine.fit import train
+    from foveal.tasks import get_task
 
     start = time.perf_counter()
-    defaults = DEFAULTS[task]
-    data = shapes_data(project, FORMATS[task], n or defaults["n"], 64, seed)
+    recipe = get_task(task).demo
+    data = shapes_data(project, recipe.fmt, n or recipe.n, 64, seed)
     result = train(
         task=task,
         data=str(data),
-        epochs=epochs or defaults["epochs"],
+        epochs=epochs or recipe.epochs,
         seed=seed,
         project=str(project / task),
-        **defaults["options"],
+        **recipe.options,
     )
     test = evaluate(result.best, data, split="test")
-    out = result.run_dir / "predictions"
-    if task == "classify":
-        rows = predict(result.best, _test_images(data, task, 8), out=out, render=True)
-        correct = sum(Path(r["path"]).parent.name == r["labels"][0] for r in rows)
-        metrics = [
-            ("val accuracy", result.metrics["accuracy"]),
-            ("test accuracy", test["accuracy"]),
-            ("val macro F1", result.metrics["f1_macro"]),
-            ("8 test images right", f"{correct}/8"),
-        ]
-    elif task == "detect":
-        rows = predict(result.best, _test_images(data, task, 8), out=out)
-        metrics = [
-            ("val mAP50", result.metrics["map50"]),
-            ("val mAP@[.5:.95]", result.metrics["map"]),
-            ("test mAP50", test["map50"]),
-            (
-                "8 test images: found / true objects",
-                f"{sum(len(r['boxes']) for r in rows)}/{_true_objects(data, rows)}",
-            ),
-        ]
-    else:
-        predict(result.best, _test_images(data, task, 8), out=out, instances=True)
-        metrics = [
-            ("val mIoU", result.metrics["miou"]),
-            ("test mIoU", test["miou"]),
-            ("val mean Dice", result.metrics["dice"]),
-            ("val pixel accuracy", result.metrics["pixel_accuracy"]),
-        ]
+    images = [str(p) for p in sorted(data.glob(recipe.test_images))[:8]]
+    rows = predict(result.best, images, out=result.run_dir / "predictions", **recipe.predict)
+    metrics = get_task(task).demo_summary(result.metrics, test, rows, data)
     return {
         "task": task,
         "run_dir": str(result.run_dir),
@@ -108,14 +68,16 @@ def run_demo(
     n: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
-    tasks: Sequence[str] = ("classify", "segment", "detect"),
+    tasks: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo of each task in ``tasks``; print a summary table; return the summary rows."""
+    """Run the demo of each task in ``tasks`` (default: every task with a demo recipe); print a
+    summary table; return the summary rows."""
     from rich.console import Console
     from rich.table import Table
 
+    tasks = demo_tasks() if tasks is None else tasks
     for task in tasks:
-        check_choice("demo task", task, DEFAULTS)
+        check_choice("demo task", task, demo_tasks())
     rows = [demo_task(task, Path(project), n, epochs, seed) for task in tasks]
     table = Table(title="foveal demo on synthetic shapes")
     for column in ("task", "metric", "value", "seconds", "run"):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from foveal.atomic import atomic_write_text
+from foveal.config import DEFAULT_TASK
 from foveal.errors import ConfigError
 from foveal.serialize import dumps
 
@@ -144,7 +145,7 @@ def cross_validate(
     data: str,
     folds: int = 5,
     *,
-    task: str = "classify",
+    task: str = DEFAULT_TASK,
     group_by: str | None = None,
     seed: int = 0,
     project: str = "runs",

@@ -9,8 +9,7 @@ from typing import Any
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.demo import run_demo as demo
 
-    tasks = args.task or ("classify", "segment", "detect")
-    return demo(project=args.project, n=args.n, epochs=args.epochs, seed=args.seed, tasks=tasks)
+    return demo(project=args.project, n=args.n, epochs=args.epochs, seed=args.seed, tasks=args.task)
 
 
 def add_parsers(commands: Any) -> None:
@@ -20,7 +19,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--epochs", type=int, default=None, help="epochs (default per task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--task", action="append", help="task to demo (repeatable; default all): classify, segment, detect"
+        "--task", action="append", help="task to demo (repeatable; default: every task with a demo recipe)"
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_demo)

@@ -144,23 +144,17 @@ def _region(region: str | Sequence[float] | None, image_size: tuple[int, int], s
 
 
 def _segment(task: Any, model: nn.Module, x: Tensor, target: str | None, region: tuple | None) -> Objective:
-    names, binary = task.class_names, task.binary
+    names = task.class_names
 
     def logit_map(out: Tensor, t: int) -> Tensor:  # (B, C', H, W) -> (B, H, W)
-        if binary:
-            return out[:, 0] if t == 1 else -out[:, 0]
-        return out[:, t]
+        return task.explain_maps(out)[0][:, t]
 
     def prob_maps(out: Tensor) -> Tensor:  # (B, C, H, W) probabilities of every class
-        if binary:
-            p = out[:, :1].sigmoid()
-            return torch.cat([1 - p, p], 1)
-        return out.softmax(1)
+        return task.explain_maps(out)[1]
 
     with torch.no_grad():
-        logits = model(x)
-        probs = prob_maps(logits)[0]
-        cmap = task.class_map(logits)[0]
+        probs = prob_maps(model(x))[0]
+        cmap = probs.argmax(0)
     counts = torch.bincount(cmap.flatten(), minlength=len(names)).float()
     counts[0] = 0
     fallback = counts.sum() == 0 and target is None

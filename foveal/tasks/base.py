@@ -55,6 +55,20 @@ class PredictOption:
     help: str
 
 
+@dataclass(frozen=True)
+class DemoRecipe:
+    """How ``foveal demo`` runs a task on synthetic shapes: the ``foveal data synth`` format, images,
+    epochs and training options; the glob of test images (under the data folder) it predicts, with
+    the ``predict`` options."""
+
+    fmt: str
+    n: int
+    epochs: int
+    test_images: str
+    options: dict[str, Any] = field(default_factory=dict)
+    predict: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(kw_only=True)
 class TaskMeta:
     """The state a task needs to predict, built complete by the task. ``temperature`` is the output
@@ -134,6 +148,7 @@ class Task(ABC):
     manual_optimization: ClassVar[bool] = False
     explain_kind: ClassVar[str | None] = None
     default_aug: ClassVar[str] = "light"
+    demo: ClassVar[DemoRecipe | None] = None
 
     def __init__(self, meta: TaskMeta | Mapping[str, Any]) -> None:
         self.meta = meta if isinstance(meta, self.Meta) else self.Meta.from_dict(meta)
@@ -151,6 +166,14 @@ class Task(ABC):
     def channels_last(self) -> bool:
         """Whether the engine may store the model channels-last (faster convolutions on CPU and GPU)."""
         return True
+
+    @classmethod
+    def demo_summary(
+        cls, val: dict[str, Any], test: dict[str, Any], rows: list[dict[str, Any]], data: Path
+    ) -> list[tuple[str, Any]]:
+        """The demo's summary lines from the best checkpoint's ``val`` and ``test`` metrics and the
+        prediction ``rows`` of a few test images of ``data``."""
+        return [(f"val {cls.monitor}", val[cls.monitor]), (f"test {cls.monitor}", test[cls.monitor])]
 
     # -- data ---------------------------------------------------------------------------------
     @classmethod
@@ -290,6 +313,11 @@ class Task(ABC):
     def explain_scores(self, outputs: Any) -> tuple[Tensor, Tensor]:
         """(B, K) differentiable scores of ``forward`` outputs (logits; regression: values) and the
         (B, K) values occlusion measures (probabilities; regression: values), for "vector" tasks."""
+        raise self.unsupported("foveal explain")
+
+    def explain_maps(self, outputs: Any) -> tuple[Tensor, Tensor]:
+        """(B, K, H, W) differentiable per-class logit maps of ``forward`` outputs and the (B, K, H, W)
+        class probabilities whose argmax is the predicted class map, for "map" tasks."""
         raise self.unsupported("foveal explain")
 
     # -- calibration, TTA and ensembles -------------------------------------------------------

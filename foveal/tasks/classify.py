@@ -18,7 +18,7 @@ from foveal.data.loading import load_classification
 from foveal.data.sample import Sample
 from foveal.data.transforms import batch_mixer, build_transforms
 from foveal.errors import DataError, check_choice
-from foveal.tasks.base import PredictOption, Task, TaskMeta
+from foveal.tasks.base import DemoRecipe, PredictOption, Task, TaskMeta
 
 
 @dataclass
@@ -59,7 +59,20 @@ class ClassifyTask(Task):
     dataset_kind = "classify"
     explain_kind = "vector"
     predict_options = (PredictOption("topk", int, 5, "classify: classes per image"),)
+    demo = DemoRecipe("imagefolder", 4000, 12, "test/*/*.png", predict={"render": True})
     meta: ClassifyMeta
+
+    @classmethod
+    def demo_summary(
+        cls, val: dict[str, Any], test: dict[str, Any], rows: list[dict[str, Any]], data: Path
+    ) -> list[tuple[str, Any]]:
+        correct = sum(Path(r["path"]).parent.name == r["labels"][0] for r in rows)  # ImageFolder labels
+        return [
+            ("val accuracy", val["accuracy"]),
+            ("test accuracy", test["accuracy"]),
+            ("val macro F1", val["f1_macro"]),
+            ("8 test images right", f"{correct}/{len(rows)}"),
+        ]
 
     @property
     def multilabel(self) -> bool:

@@ -122,7 +122,8 @@ class RegressTask(Task):
         image = transform(load_rgb(sample.path))
         if sample.values is None:  # prediction: no target
             return image, torch.full((len(self.class_names),), float("nan"))
-        return image, self._standardise(torch.tensor(sample.values, dtype=torch.float32))
+        # float64, so metrics see the targets exactly (the loss casts to the outputs' float32)
+        return image, self._standardise(torch.tensor(sample.values, dtype=torch.float64))
 
     def _standardise(self, values: Tensor) -> Tensor:
         mean, std = self._stats(values)
