@@ -350,8 +350,7 @@ def eda_dataset(
     ok = [r for r in records if not r.error and r.size is not None]
     if not ok:
         raise DataError(f"{root}: none of the {len(records)} image(s) could be read; run foveal data check")
-    kind = index.dataset_kind if index is not None else None
-    boxes, masks = (kind.has_boxes, kind.has_masks) if kind is not None else (False, False)
+    boxes, masks = (index.dataset_kind.has_boxes, index.dataset_kind.has_masks) if index else (False, False)
     if index is not None and masks:
         picked = _pick_segment(index, records, samples_per_class, seed)
     elif index is None:
