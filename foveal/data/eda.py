@@ -178,23 +178,23 @@ def _class_counts(
 ) -> tuple[dict[str, dict[str, int]], str]:
     if index is None:
         return {}, "images"
+    kind = index.dataset_kind
     counts: dict[str, Counter[str]] = {name: Counter() for name in index.class_names}
-    if index.task == "segment":
+    if kind.has_masks:  # images whose mask contains the class
         for r in records:
             if r.mask_counts is not None:
                 for c in np.flatnonzero(r.mask_counts):
                     counts[index.class_names[c]][r.split] += 1
-        return {k: dict(v) for k, v in counts.items()}, "images containing the class"
+        return {k: dict(v) for k, v in counts.items()}, kind.count_unit
     names = {c["id"]: c["name"] for c in index.categories or []}
     for e in index.entries:
-        if index.task == "detect":
+        if kind.has_boxes:  # objects
             for obj in e.sample.objects or []:
                 counts.setdefault(names.get(obj.get("category_id"), "?"), Counter())[e.split] += 1
         else:
             for name in e.classes:
                 counts.setdefault(name, Counter())[e.split] += 1
-    unit = "objects" if index.task == "detect" else "images"
-    return {k: dict(v) for k, v in counts.items()}, unit
+    return {k: dict(v) for k, v in counts.items()}, kind.count_unit
 
 
 def _detection(index: DatasetIndex, records: list[ImageRecord]) -> dict[str, Any]:
@@ -291,9 +291,9 @@ def _thumbnails(
     groups: list[dict[str, Any]],
     by_path: dict[str, ImageRecord],
     entries: dict[str, Entry],
-    task: str,
+    boxes: bool,
 ) -> dict[str, str]:
-    """Data URIs of every image shown: the pass's previews where made, else decoded now (few)."""
+    """Data URIs of every image shown (with ``boxes``: objects drawn): previews where made, else decoded."""
     wanted = {p for paths in samples.values() for p in paths}
     wanted |= {m["path"] for g in groups for m in g["members"]}
     out = {}
@@ -303,7 +303,7 @@ def _thumbnails(
         if thumb is None:
             continue
         entry = entries.get(path)
-        if task == "detect" and entry is not None and record is not None and record.size:
+        if boxes and entry is not None and record is not None and record.size:
             thumb = _draw_boxes(thumb, entry.sample.objects or [], record.size)
         out[path] = data_uri(thumb)
     return out
@@ -339,7 +339,7 @@ def eda_dataset(
     picked: dict[str, list[str]] = {}
 
     def previews(index: DatasetIndex) -> set[str]:
-        if index.task != "segment":
+        if not index.dataset_kind.has_masks:  # mask samples: from the pass's mask counts, after it
             picked.update(_pick_by_class(index, samples_per_class, seed))
         return {p for paths in picked.values() for p in paths}
 
@@ -350,7 +350,8 @@ def eda_dataset(
     ok = [r for r in records if not r.error and r.size is not None]
     if not ok:
         raise DataError(f"{root}: none of the {len(records)} image(s) could be read; run foveal data check")
-    if index is not None and index.task == "segment":
+    boxes, masks = (index.dataset_kind.has_boxes, index.dataset_kind.has_masks) if index else (False, False)
+    if index is not None and masks:
         picked = _pick_segment(index, records, samples_per_class, seed)
     elif index is None:
         rng = random.Random(seed)
@@ -390,11 +391,11 @@ def eda_dataset(
         formats=dict(Counter(r.format or "?" for r in ok).most_common()),
         modes=dict(Counter(r.mode for r in ok).most_common()),
         samples=picked,
-        detection=_detection(index, records) if index is not None and index.task == "detect" else None,
-        segmentation=_segmentation(index, records) if index is not None and index.task == "segment" else None,
+        detection=_detection(index, records) if index is not None and boxes else None,
+        segmentation=_segmentation(index, records) if index is not None and masks else None,
         check=result.report.to_dict(),
         groups=groups,
     )
-    report.thumbnails = _thumbnails(picked, groups, by_path, entries, report.task)
+    report.thumbnails = _thumbnails(picked, groups, by_path, entries, boxes)
     report.seconds = time.perf_counter() - start
     return report

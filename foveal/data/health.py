@@ -30,8 +30,9 @@ from PIL import Image
 
 from foveal.data.hashing import dhash_thumb, near_pairs, sha1_bytes
 from foveal.data.imageio import is_image_file, to_rgb
-from foveal.data.index import SPLIT_NAMES, TASKS, DatasetIndex, detect_task, index_dataset
-from foveal.errors import DataError, check_choice
+from foveal.data.index import SPLIT_NAMES, DatasetIndex, detect_task, index_dataset
+from foveal.data.kinds import AUTO, resolve_task
+from foveal.errors import DataError
 
 # Report order: leakage first.
 KINDS = (
@@ -399,7 +400,7 @@ def check_dataset_records(
     side), chosen before the pass. ``label`` names the progress bar.
     """
     start = time.perf_counter()
-    check_choice("task", task, TASKS)
+    task = resolve_task(task)
     if hamming < 0 or hamming > 64:
         raise DataError(f"--hamming {hamming}: must be between 0 and 64 (default 6)")
     root = Path(path).expanduser()
@@ -407,16 +408,16 @@ def check_dataset_records(
         raise DataError(f"{root}: no such dataset file or folder; check the path")
     if root.is_dir() and not any(root.iterdir()):
         raise DataError(f"{root}: the folder is empty; point data check at a dataset folder")
-    task = detect_task(root) if task == "auto" else task
+    task = detect_task(root) if task == AUTO else task
     findings: list[Finding] = []
     spec = None
     index: DatasetIndex | None = None
     with _captured_warnings() as warnings:
         try:
             index = index_dataset(root, task, fmt)
-            spec = index.spec
+            spec, masks = index.spec, index.dataset_kind.has_masks
             items = [
-                ImageRecord(e.path, e.split, index.label_of(e), e.sample if task == "segment" else None)
+                ImageRecord(e.path, e.split, index.label_of(e), e.sample if masks else None)
                 for e in index.entries
             ]
         except DataError as err:

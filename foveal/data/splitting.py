@@ -24,7 +24,7 @@ from typing import Any
 from foveal.atomic import atomic_write_text
 from foveal.data.index import DatasetIndex, Entry, index_dataset
 from foveal.data.manifest import is_manifest, read_manifest, write_manifest
-from foveal.data.splits import EMPTY_LABEL, iterative_stratify
+from foveal.data.splits import iterative_stratify
 from foveal.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
@@ -92,11 +92,8 @@ def _key(path: str | Path) -> str:
 
 
 def image_labels(index: DatasetIndex, entry: Entry) -> tuple[str, ...]:
-    """The labels an image counts under for stratification (see the module docstring)."""
-    classes = tuple(entry.classes)
-    if index.task == "segment" and len(classes) > 1 and index.class_names:
-        classes = tuple(c for c in classes if c != index.class_names[0])  # background only when alone
-    return classes or (EMPTY_LABEL,)
+    """The labels an image counts under for stratification: its kind's ``strata`` (module docstring)."""
+    return index.dataset_kind.strata(index, entry)
 
 
 def _csv_groups(table: Path, column: str) -> dict[str, str] | None:
@@ -117,12 +114,6 @@ def _csv_groups(table: Path, column: str) -> dict[str, str] | None:
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{table}: cannot read the CSV ({err}); save it as UTF-8 text") from err
     return groups
-
-
-def _csv_table(source: Path, fmt: str, task: str) -> Path | None:
-    if task != "classify" or fmt != "csv":
-        return None
-    return source if source.is_file() else next(source.glob("*.csv"), None)
 
 
 def group_keys(entries: Sequence[Entry], group_by: str, table: Path | None = None) -> list[str]:
@@ -233,13 +224,14 @@ def split_dataset(
     index = index_dataset(path, task, fmt, mask_classes=True)
     root = Path(path).expanduser()
     source = read_manifest(root).source if is_manifest(root) else root
-    if index.task == "classify" and source.is_dir() and out.resolve().is_relative_to(source.resolve()):
+    kind = index.dataset_kind
+    if kind.reads_subfolders and source.is_dir() and out.resolve().is_relative_to(source.resolve()):
         raise DataError(
-            f"--out {out}: inside the dataset folder {source}, where the classification reader would see "
+            f"--out {out}: inside the dataset folder {source}, where the {kind.title} reader would see "
             "it as data; choose a folder outside the dataset"
         )
     entries = index.entries
-    table = _csv_table(source, index.fmt, index.task) if group_by else None
+    table = kind.group_table(source, index.fmt) if group_by else None
     keys = group_keys(entries, group_by, table) if group_by else [str(i) for i in range(len(entries))]
     unit_of: dict[str, int] = {}
     members: list[list[int]] = []
@@ -380,14 +372,10 @@ def _write(
         splits = {s: [entries[i].path for i in chosen] for s, chosen in layout.items()}
         manifest = out / f"{name}.json"
         written.append(write_manifest(manifest, index.task, source, index.fmt, splits, **extra, **fold))
-        if index.task == "classify":
-            column = "labels" if index.kind == "multilabel" else "label"
-            rows = [
-                [_rel(entries[i].path, here), ";".join(entries[i].classes), s]
-                for s, chosen in layout.items()
-                for i in chosen
-            ]
-            written.append(_write_csv(out / f"{name}.csv", ["path", column, "split"], rows))
+        parts = {s: [entries[i] for i in chosen] for s, chosen in layout.items()}
+        table = index.dataset_kind.split_csv(index, parts, lambda path: _rel(path, here))
+        if table is not None:  # the same split in the kind's own reader format
+            written.append(_write_csv(out / f"{name}.csv", *table))
     if folds is not None:
         fold_of = {i: name.removeprefix("fold_") for name, chosen in images.items() for i in chosen}
         rows = [

@@ -168,8 +168,12 @@ def _pose_line(obj: ShapeObject, h: int, w: int) -> str:
     return f"{_box_line(obj, h, w)} {points}"
 
 
-def _write_yolo(out: Path, items: Items, active: list[str], kind: str = "detect") -> None:
-    line = {"detect": _box_line, "segment": _polygon_line, "pose": _pose_line}[kind]
+YOLO_LABELS = {"boxes": _box_line, "polygons": _polygon_line, "pose": _pose_line}
+"""YOLO's label-line variants: yolo (boxes), yolo-seg (polygons), yolo-pose (boxes + keypoints)."""
+
+
+def _write_yolo(out: Path, items: Items, active: list[str], labels: str = "boxes") -> None:
+    line = YOLO_LABELS[labels]
     for split in active:
         (out / "images" / split).mkdir(parents=True)
         (out / "labels" / split).mkdir(parents=True)
@@ -181,7 +185,7 @@ def _write_yolo(out: Path, items: Items, active: list[str], kind: str = "detect"
     data: dict = {"path": str(out.resolve())}
     data.update({s: f"images/{s}" for s in active})
     data["names"] = dict(enumerate(CLASSES))
-    if kind == "pose":  # no flip_idx: see _write_coco
+    if labels == "pose":  # no flip_idx: see _write_coco
         data["kpt_shape"] = [MAX_KEYPOINTS, 3]
         data["kpt_names"] = {c: list(KEYPOINT_NAMES) for c in range(len(CLASSES))}
         data["skeleton"] = {c: [list(edge) for edge in edges] for c, edges in enumerate(SKELETONS) if edges}
@@ -230,7 +234,7 @@ _WRITERS = {
     "csv": _write_csv,
     "coco": _write_coco,
     "yolo": _write_yolo,
-    "yolo-seg": lambda out, items, active: _write_yolo(out, items, active, "segment"),
+    "yolo-seg": lambda out, items, active: _write_yolo(out, items, active, "polygons"),
     "yolo-pose": lambda out, items, active: _write_yolo(out, items, active, "pose"),
     "masks": _write_masks,
     "regress": _write_regress,

@@ -10,21 +10,19 @@ user string is HTML-escaped and the script reads it back from data attributes, n
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from foveal.atomic import atomic_write_text
 from foveal.data.index import DatasetIndex, Entry, index_dataset
 from foveal.errors import ConfigError, DataError, did_you_mean
-from foveal.report.gallery_predictions import (
+from foveal.report.gallery_cards import NO_LABEL, Card, card_group, draw_card, legend_colours
+from foveal.report.gallery_predictions import (  # noqa: F401  (detection_mistake, mean_iou: re-exported)
     MIN_IOU,
     MIN_MIOU,
     MIN_SCORE,
@@ -33,17 +31,17 @@ from foveal.report.gallery_predictions import (
     load_predictions,
     mean_iou,
 )
-from foveal.report.seg_plots import class_colours
 
+# The mistake rule of each kind of target (``DatasetKind.annotation``), shown with predictions.
 RULES = {
-    "classify": "Mistake: the top-1 predicted class is not the target (multilabel: the predicted label set "
+    "labels": "Mistake: the top-1 predicted class is not the target (multilabel: the predicted label set "
     "differs from the target set).",
-    "detect": f"Mistake: a target box has no prediction of its class with IoU \u2265 {MIN_IOU} and score "
+    "objects": f"Mistake: a target box has no prediction of its class with IoU \u2265 {MIN_IOU} and score "
     f"\u2265 {MIN_SCORE}, or a prediction with score \u2265 {MIN_SCORE} matches no target box (one-to-one, "
     "highest score first). Solid boxes: targets; dashed boxes: predictions with score "
     f"\u2265 {MIN_SCORE}. COCO results: images of a split without any detection in the file are not "
     "judged; predictions.json: images without a row are not judged.",
-    "segment": f"Mistake: per-image mIoU < {MIN_MIOU} (mean IoU over the classes present in the target "
+    "mask": f"Mistake: per-image mIoU < {MIN_MIOU} (mean IoU over the classes present in the target "
     "or the prediction; ignored pixels left out). Left: target, right: prediction.",
 }
 
@@ -65,240 +63,13 @@ class GalleryResult:
         return {**self.__dict__, "out": str(self.out)}
 
 
-@dataclass
-class _Card:
-    entry: Entry
-    group: str
-    classes: list[str]
-    thumbs: list[tuple[str, str]]  # (caption, data URI)
-    target: str
-    prediction: str | None = None
-    mistake: bool | None = None  # None: not judged
-
-
-def _data_uri(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _thumb(image: Image.Image, size: int) -> tuple[Image.Image, float]:
-    """``image`` scaled to ``size`` px on its longest side (nearest-neighbour when enlarging 2x or more)."""
-    scale = size / max(image.size)
-    new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(new, Image.NEAREST if scale >= 2 else Image.LANCZOS), scale
-
-
-def _text(
-    draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, colour: tuple[int, int, int]
-) -> None:
-    """A caption on a filled tab above ``xy`` (the box corner), readable on any background."""
-    try:
-        left, top, right, bottom = draw.textbbox(xy, text)
-    except UnicodeEncodeError:  # a bitmap font without the glyphs
-        text = text.encode("ascii", "replace").decode()
-        left, top, right, bottom = draw.textbbox(xy, text)
-    lift = bottom - top + 2
-    y = max(0.0, xy[1] - lift)
-    draw.rectangle([xy[0], y, xy[0] + right - left + 2, y + lift], fill=colour)
-    draw.text((xy[0] + 1, y), text, fill=(255, 255, 255) if sum(colour) < 400 else (0, 0, 0))
-
-
-def _dashed_rect(draw: ImageDraw.ImageDraw, box: list[float], colour: tuple[int, int, int]) -> None:
-    """A rectangle of ``colour`` dashes with white gaps: a prediction, told apart from solid target boxes."""
-    x0, y0, x1, y1 = box
-    for (ax, ay), (bx, by) in (
-        ((x0, y0), (x1, y0)),
-        ((x1, y0), (x1, y1)),
-        ((x1, y1), (x0, y1)),
-        ((x0, y1), (x0, y0)),
-    ):
-        length = max(abs(bx - ax), abs(by - ay), 1.0)
-        for start in np.arange(0.0, length, 3.0):
-            t0, t1 = start / length, min(start + 3.0, length) / length
-            draw.line(
-                [(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
-                fill=colour if int(start / 3.0) % 2 == 0 else (255, 255, 255),
-                width=2,
-            )
-
-
-def _shade(
-    thumb: Image.Image, mask: np.ndarray, colour: tuple[int, int, int], alpha: float = 0.4
-) -> Image.Image:
-    """Blend ``colour`` into ``thumb`` where the (H, W) bool ``mask`` (image resolution) is set."""
-    small = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(thumb.size, Image.NEAREST)) > 0
-    canvas = np.asarray(thumb, dtype=np.float32).copy()
-    canvas[small] = (1 - alpha) * canvas[small] + alpha * np.asarray(colour, dtype=np.float32)
-    return Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8))
-
-
-def _overlay(
-    thumb: Image.Image, classmap: np.ndarray, colours: list[tuple[int, int, int]], ignore: int
-) -> str:
-    """A data URI of ``thumb`` with the (H, W) class map blended in at 50% and each region outlined in its
-    class colour (class 0 and ignored pixels left clear)."""
-    small = np.asarray(Image.fromarray(classmap.astype(np.int32)).resize(thumb.size, Image.NEAREST))
-    canvas = np.asarray(thumb, dtype=np.float32).copy()
-    on = (small > 0) & (small != ignore) & (small < len(colours))
-    palette = np.asarray(colours, dtype=np.float32).reshape(-1, 3)
-    canvas[on] = 0.5 * canvas[on] + 0.5 * palette[small[on]]
-    padded = np.pad(small, 1, mode="edge")
-    edge = on & (
-        (padded[:-2, 1:-1] != small)
-        | (padded[2:, 1:-1] != small)
-        | (padded[1:-1, :-2] != small)
-        | (padded[1:-1, 2:] != small)
-    )
-    canvas[edge] = palette[small[edge]]
-    return _data_uri(Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8)))
-
-
-def _xyxy(bbox: list[float], scale: float) -> list[float]:
-    x, y, w, h = (float(v) * scale for v in bbox)
-    return [x, y, x + max(w - scale, 0.0), y + max(h - scale, 0.0)]
-
-
-def _detect_card(
-    index: DatasetIndex, entry: Entry, image: Image.Image, size: int, preds: Predictions | None
-) -> _Card:
-    names = {c["id"]: str(c["name"]) for c in index.categories or []}
-    palette = dict(zip(names, class_colours(len(names) + 1)[1:]))
-    thumb, scale = _thumb(image, size)
-    objects = entry.sample.objects or []
-    for obj in objects:
-        if obj.get("segmentation"):
-            from foveal.data.formats.coco import object_mask
-
-            try:
-                mask = object_mask(obj, image.height, image.width)
-            except DataError:
-                mask = None
-            if mask is not None:
-                thumb = _shade(thumb, mask, palette.get(obj["category_id"], (255, 0, 0)))
-    draw = ImageDraw.Draw(thumb)
-    for obj in objects:
-        colour = palette.get(obj["category_id"], (255, 0, 0))
-        box = _xyxy(obj["bbox"], scale)
-        draw.rectangle(box, outline=colour, width=2)
-        if isinstance(obj.get("segmentation"), list):  # instance polygons: their outlines
-            for polygon in obj["segmentation"]:
-                if isinstance(polygon, list) and len(polygon) >= 6:
-                    points = [float(v) * scale for v in polygon]
-                    draw.line([*zip(points[::2], points[1::2]), (points[0], points[1])], fill=colour, width=1)
-        _text(draw, (box[0], box[1]), names.get(obj["category_id"], "?"), colour)
-    target = f"{len(objects)} object(s)" + (": " + ", ".join(entry.classes) if entry.classes else "")
-    card = _Card(entry, entry.split, list(entry.classes), [("", "")], target)
-    judged = preds is not None and (
-        entry.split in (preds.judged_splits or ()) or preds.key(entry) in preds.rows
-    )
-    if judged and preds is not None:
-        detections = [d for d in preds.rows.get(preds.key(entry), []) if d["score"] >= MIN_SCORE]
-        for det in detections:
-            colour = palette.get(det["category_id"], (255, 0, 0))
-            box = _xyxy(det["bbox"], scale)
-            _dashed_rect(draw, box, colour)
-            _text(
-                draw,
-                (box[0], box[3] + 11),
-                f"{names.get(det['category_id'], '?')} {det['score']:.2f}",
-                colour,
-            )
-        missed, extra = detection_mistake(objects, detections)
-        card.mistake = bool(missed or extra)
-        card.prediction = f"{len(detections)} prediction(s); missed {missed}, extra {extra}"
-    card.thumbs = [("", _data_uri(thumb))]
-    return card
-
-
-def _seg_colours(spec: Any) -> list[tuple[int, int, int]]:
-    """The mask spec's class colours, else the VOC palette (as segmentation overlays use)."""
-    return [tuple(c) for c in spec.colours] if spec.colours else class_colours(len(spec.class_names))
-
-
-def _segment_card(
-    index: DatasetIndex, entry: Entry, image: Image.Image, size: int, preds: Predictions | None
-) -> _Card:
-    from foveal.data.seg_loading import decode_target
-
-    spec = index.spec
-    colours = _seg_colours(spec)
-    target = decode_target(entry.sample, spec, image.size)
-    present = [spec.class_names[v] for v in np.unique(target) if 0 < v < len(spec.class_names)]
-    thumb, _ = _thumb(image, size)
-    card = _Card(
-        entry,
-        entry.split,
-        present,
-        [("target", _overlay(thumb, target, colours, spec.ignore_index))],
-        ", ".join(present) or "(background only)",
-    )
-    row = preds.rows.get(preds.key(entry)) if preds is not None else None
-    if row is not None:
-        predicted = preds.mask(row, target.shape)
-        miou = mean_iou(target, predicted, spec.ignore_index)
-        card.thumbs.append(("prediction", _overlay(thumb, predicted, colours, spec.ignore_index)))
-        card.prediction, card.mistake = f"mIoU {miou:.2f}", miou < MIN_MIOU
-    return card
-
-
-def _classify_card(
-    entry: Entry, image: Image.Image, size: int, preds: Predictions | None, multilabel: bool
-) -> _Card:
-    group = entry.classes[0] if entry.classes else "(no label)"
-    card = _Card(
-        entry,
-        group,
-        list(entry.classes),
-        [("", _data_uri(_thumb(image, size)[0]))],
-        ", ".join(entry.classes) or "(no label)",
-    )
-    row = preds.rows.get(preds.key(entry)) if preds is not None else None
-    if row is not None:
-        labels, scores = list(row.get("labels") or []), list(row.get("scores") or [])
-        if multilabel:
-            card.prediction = "pred: " + (", ".join(labels) or "(none)")
-            card.mistake = set(labels) != set(entry.classes)
-        else:
-            top = labels[0] if labels else None
-            card.prediction = f"pred: {top} {scores[0]:.2f}" if top is not None and scores else f"pred: {top}"
-            card.mistake = top != (entry.classes[0] if entry.classes else None)
-    return card
-
-
-def _regress_card(index: DatasetIndex, entry: Entry, image: Image.Image, size: int) -> _Card:
-    """A regression image grouped by split, captioned with its targets (no predictions yet)."""
-    values = zip(index.target_names or [], entry.sample.values or [])
-    target = ", ".join(f"{name} {value:g}" for name, value in values) or "(no targets)"
-    return _Card(entry, entry.split, [], [("", _data_uri(_thumb(image, size)[0]))], target)
-
-
-def _card(index: DatasetIndex, entry: Entry, size: int, preds: Predictions | None) -> _Card:
-    from foveal.data.imageio import load_rgb
-
-    try:
-        image = load_rgb(entry.path)
-        if index.task == "detect":
-            return _detect_card(index, entry, image, size, preds)
-        if index.task == "segment":
-            return _segment_card(index, entry, image, size, preds)
-        if index.task == "regress":
-            return _regress_card(index, entry, image, size)
-        return _classify_card(entry, image, size, preds, index.kind == "multilabel")
-    except DataError as err:  # an unreadable image or mask: a grey card saying why
-        grey = _data_uri(Image.new("RGB", (size, size), (128, 128, 128)))
-        group = entry.split if index.task != "classify" else (entry.classes or ("(no label)",))[0]
-        return _Card(entry, group, list(entry.classes), [("", grey)], f"unreadable: {err}")
-
-
-def _sample(entries: list[Entry], n: int, seed: int, task: str) -> list[Entry]:
-    """``n`` entries drawn with ``seed``, stratified: each class (detect/segment: split) gets its share."""
+def _sample(index: DatasetIndex, entries: list[Entry], n: int, seed: int) -> list[Entry]:
+    """``n`` entries drawn with ``seed``, stratified: each card group (class, or split) gets its share."""
     if n >= len(entries):
         return entries
     groups: dict[str, list[int]] = {}
     for i, e in enumerate(entries):
-        key = (e.classes[0] if e.classes else "") if task == "classify" else e.split
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(card_group(index, e, ""), []).append(i)
     exact = {k: n * len(v) / len(entries) for k, v in groups.items()}
     quota = {k: int(q) for k, q in exact.items()}
     for k in sorted(groups, key=lambda k: quota[k] - exact[k])[: n - sum(quota.values())]:
@@ -392,7 +163,7 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _card_html(card: _Card, root: Path) -> str:
+def _card_html(card: Card, root: Path) -> str:
     path = Path(card.entry.path)
     try:
         shown = path.relative_to(root if root.is_dir() else root.parent)
@@ -414,9 +185,10 @@ def _card_html(card: _Card, root: Path) -> str:
     )
 
 
-def _page(index: DatasetIndex, cards: list[_Card], preds: Predictions | None, note: str) -> str:
-    groups: dict[str, list[_Card]] = {}
-    order = index.class_names + ["(no label)"] if index.task == "classify" else index.splits
+def _page(index: DatasetIndex, cards: list[Card], preds: Predictions | None, note: str) -> str:
+    groups: dict[str, list[Card]] = {}
+    kind = index.dataset_kind
+    order = index.class_names + [NO_LABEL] if kind.groups_by_class else index.splits
     for card in sorted(cards, key=lambda c: order.index(c.group) if c.group in order else len(order)):
         groups.setdefault(card.group, []).append(card)
     counts = {name: sum(name in c.classes for c in cards) for name in index.class_names}
@@ -436,21 +208,14 @@ def _page(index: DatasetIndex, cards: list[_Card], preds: Predictions | None, no
     if preds is not None:
         nav.append(f' <label><input type="checkbox" id="mistakes-only"> mistakes only ({mistakes})</label>')
     nav.append(f' &middot; <span id="shown">{len(cards)}</span> shown</nav>')
+    swatches = legend_colours(index)
     legend = ""
-    if index.task not in ("classify", "regress"):
-        if index.task == "detect":  # the colours _detect_card draws with: palette entries 1..K
-            colours = class_colours(len(index.class_names) + 1)[1:]
-        else:
-            colours = _seg_colours(index.spec)
-        legend = (
-            "<p>"
-            + "".join(
-                f'<span class="swatch" style="background:rgb{tuple(int(v) for v in c)}"></span>{_e(n)}'
-                for i, (n, c) in enumerate(zip(index.class_names, colours))
-                if not (index.task == "segment" and i == 0)
-            )
-            + "</p>"
+    if swatches is not None:  # the class colours the cards draw with
+        legend = "".join(
+            f'<span class="swatch" style="background:rgb{tuple(int(v) for v in c)}"></span>{_e(n)}'
+            for n, c in swatches
         )
+        legend = f"<p>{legend}</p>"
     sections = "".join(
         f'<section class="group"><h2>{_e(name)} <small>({len(part)})</small></h2><div class="grid">'
         + "".join(_card_html(c, index.root) for c in part)
@@ -458,7 +223,9 @@ def _page(index: DatasetIndex, cards: list[_Card], preds: Predictions | None, no
         for name, part in groups.items()
     )
     meta = {"task": index.task, "images": len(cards), "mistakes": mistakes, "classes": index.class_names}
-    rule = f'<p class="rule">{_e(RULES[index.task])} Predictions: {_e(preds.source)}.</p>' if preds else ""
+    rule = (
+        f'<p class="rule">{_e(RULES[kind.annotation])} Predictions: {_e(preds.source)}.</p>' if preds else ""
+    )
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}"><link rel="icon" href="data:,">'
@@ -501,9 +268,9 @@ def write_gallery(
     preds = load_predictions(Path(predictions), index) if predictions is not None else None
     total = len(entries)
     if mistakes_only:
-        entries = [c.entry for c in (_card(index, e, 16, preds) for e in entries) if c.mistake]
-    entries = _sample(entries, sample, seed, index.task) if sample is not None else entries
-    cards = [_card(index, e, size, preds) for e in entries]
+        entries = [c.entry for c in (draw_card(index, e, 16, preds) for e in entries) if c.mistake]
+    entries = _sample(index, entries, sample, seed) if sample is not None else entries
+    cards = [draw_card(index, e, size, preds) for e in entries]
     note = f"{len(cards)} of {total} image(s)" + (
         f" (sample, seed {seed})" if sample and sample < total else ""
     )

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from foveal.data.index import DatasetIndex, Entry
+from foveal.data.kinds import kind_of_annotation
 from foveal.errors import DataError
 from foveal.metrics.segmentation import mean_iou  # noqa: F401  (re-exported for the gallery)
 from foveal.ops.boxes import box_iou_numpy
@@ -74,22 +75,40 @@ _EXPECTED = (
 )
 
 
-def _kind(data: Any) -> str | None:
-    """The task whose predictions ``data`` holds ('empty' for []), None when it is no known format."""
+@dataclass(frozen=True)
+class _Form:
+    """What a predictions file holds: ``annotation`` (the ``DatasetKind.annotation`` its predictions are
+    of: 'labels', 'mask', 'objects'; None for an empty list) and ``rows`` (foveal predict rows with a
+    'path', else COCO results)."""
+
+    annotation: str | None
+    rows: bool = True
+
+    @property
+    def name(self) -> str:
+        """How messages name it: the kind its predictions are for ('-rows' for foveal detection rows)."""
+        if self.annotation is None:
+            return "empty"
+        kind = kind_of_annotation(self.annotation)
+        return kind.name + ("-rows" if self.rows and kind.has_boxes else "")
+
+
+def _form(data: Any) -> _Form | None:
+    """The form of the predictions ``data``, None when it is no known format."""
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         return None
     if not data:
-        return "empty"
+        return _Form(None, rows=False)
     if all("path" in r and "mask_png" in r for r in data):
-        return "segment"
+        return _Form("mask")
     if all("path" in r and "boxes" in r and "labels" in r and "scores" in r for r in data):
-        return "detect-rows"
+        return _Form("objects")
     if all("path" in r and "labels" in r for r in data):
-        return "classify"
+        return _Form("labels")
     if all(
         {"category_id", "bbox", "score"} <= r.keys() and ("file_name" in r or "image_id" in r) for r in data
     ):
-        return "detect"
+        return _Form("objects", rows=False)
     return None
 
 
@@ -170,15 +189,17 @@ def load_predictions(source: Path, index: DatasetIndex) -> Predictions:
         raise DataError(f"{source}: predictions file not found; check --predictions") from err
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{source}: unknown predictions format (not JSON: {err}); {_EXPECTED}") from err
-    kind = _kind(data)
-    if kind is None:
+    form = _form(data)
+    if form is None:
         raise DataError(f"{source}: unknown predictions format; {_EXPECTED}")
-    if kind not in ("empty", index.task) and not (kind == "detect-rows" and index.task == "detect"):
+    kind = index.dataset_kind
+    if form.annotation not in (None, kind.annotation):
         raise DataError(
-            f"{source}: {kind} predictions, but {index.root} is a {index.task} dataset; "
+            f"{source}: {form.name} predictions, but {index.root} is a {index.task} dataset; "
             f"pass {index.task} predictions"
         )
-    if index.task == "detect" and kind != "detect-rows":
+    detection_rows = kind.has_boxes and form.rows  # foveal predict rows of boxes
+    if kind.has_boxes and not form.rows:  # COCO results (or none)
         preds = _match_detections(data, source, index)
     else:
         by_path = {_key(e.path) for e in index.entries}
@@ -191,8 +212,8 @@ def load_predictions(source: Path, index: DatasetIndex) -> Predictions:
             if key is None:
                 unmatched += 1
             else:  # detection: every image with a row is judged, also one without boxes
-                rows[key] = _detections_of(row, source, index) if kind == "detect-rows" else row
-        preds = Predictions(source, rows, set() if kind == "detect-rows" else None, unmatched)
+                rows[key] = _detections_of(row, source, index) if detection_rows else row
+        preds = Predictions(source, rows, set() if detection_rows else None, unmatched)
     if data and not preds.rows:
         raise DataError(
             f"{source}: none of its {len(data)} predictions matches an image of {index.root}; "
