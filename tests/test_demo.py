@@ -76,11 +76,6 @@ def test_demo_runs_every_task(demo: dict) -> None:
     assert _column(rows["detect"], "found / true objects") == f"{found}/{true}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="foveal/demo.py:77 reports f'{correct}/8' and the rows are named '8 test images ...' (77, 86) "
-    "however many test images there are: with n=48 the demo predicts 5 and shows e.g. '1/8'",
-)
 def test_demo_counts_the_test_images_it_predicted(demo: dict) -> None:
     count = len(_predicted(demo["classify"]))
     assert count == len(_predicted(demo["detect"])) == 5  # the demo data's test split

@@ -66,13 +66,12 @@ def load_detection(root: str | Path, fmt: str = "auto", on_bad_image: str = "err
     """
     check_choice("detection format", fmt, FORMATS)
     check_choice("--on-bad-image value", on_bad_image, ON_BAD_IMAGE)
-    from foveal.data.kinds import DETECT
     from foveal.data.manifest import assign, check_task, is_manifest, read_manifest
 
     root = Path(root).expanduser()
     if is_manifest(root):
         manifest = read_manifest(root)
-        check_task(manifest, DETECT.name)
+        check_task(manifest, "detect")
         data = load_detection(manifest.source, manifest.fmt, on_bad_image)
         data.splits = assign(manifest, (s for part in data.splits.values() for s in part))
         return data

@@ -9,62 +9,21 @@ the classes present in its mask when ``mask_classes`` is asked (decodes every ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from foveal.data.kinds import AUTO, TASKS, DatasetKind, detect_kind, get_kind, resolve_task
-from foveal.data.sample import Sample
+from foveal.data.kinds import (
+    AUTO,
+    SPLIT_NAMES,
+    TASKS,
+    DatasetIndex,
+    Entry,
+    detect_kind,
+    get_kind,
+    resolve_task,
+)
 from foveal.errors import DataError
 
 __all__ = ["SPLIT_NAMES", "TASKS", "DatasetIndex", "Entry", "detect_task", "index_dataset"]
-SPLIT_NAMES = ("train", "val", "test")
-
-
-@dataclass
-class Entry:
-    """One image: ``path``, the ``split`` it is in, the ``classes`` it carries, the reader's ``sample``."""
-
-    path: str
-    split: str
-    classes: tuple[str, ...]
-    sample: Sample
-
-
-@dataclass
-class DatasetIndex:
-    """Every image of a dataset. ``task``: the name of its ``dataset_kind``; ``kind``: binary/multiclass/
-    multilabel (classify), else the task.
-
-    ``spec``: the segmentation MaskSpec; ``categories``: the detection COCO categories;
-    ``target_names``: the regression targets (``class_names`` is empty for regression).
-    """
-
-    root: Path
-    task: str
-    fmt: str
-    kind: str
-    class_names: list[str]
-    entries: list[Entry] = field(default_factory=list)
-    spec: Any = None
-    categories: list[dict[str, Any]] | None = None
-    target_names: list[str] | None = None
-
-    @property
-    def splits(self) -> list[str]:
-        """Split names present, in train/val/test/all order."""
-        present = {e.split for e in self.entries}
-        return [s for s in (*SPLIT_NAMES, "all") if s in present]
-
-    @property
-    def dataset_kind(self) -> DatasetKind:
-        """The registered kind of this dataset (``task`` is its name)."""
-        return get_kind(self.task)
-
-    def label_of(self, entry: Entry) -> Any:
-        """A hashable label for comparing images: class name, sorted tuple (multilabel) or frozenset
-        (detection objects); None when the kind has no image-level label (segmentation, regression)."""
-        return self.dataset_kind.label_of(self, entry)
 
 
 def detect_task(path: Path) -> str:

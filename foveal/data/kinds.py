@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,8 +23,56 @@ from foveal.data.splits import EMPTY_LABEL
 from foveal.errors import DataError, check_choice
 
 if TYPE_CHECKING:
-    from foveal.data.index import DatasetIndex, Entry
     from foveal.data.sample import Sample
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class Entry:
+    """One image: ``path``, the ``split`` it is in, the ``classes`` it carries, the reader's ``sample``."""
+
+    path: str
+    split: str
+    classes: tuple[str, ...]
+    sample: Sample
+
+
+@dataclass
+class DatasetIndex:
+    """Every image of a dataset. ``task``: the name of its ``dataset_kind``; ``kind``: binary/multiclass/
+    multilabel (classify), else the task.
+
+    ``spec``: the segmentation MaskSpec; ``categories``: the detection COCO categories;
+    ``target_names``: the regression targets (``class_names`` is empty for regression).
+    """
+
+    root: Path
+    task: str
+    fmt: str
+    kind: str
+    class_names: list[str]
+    entries: list[Entry] = field(default_factory=list)
+    spec: Any = None
+    categories: list[dict[str, Any]] | None = None
+    target_names: list[str] | None = None
+
+    @property
+    def splits(self) -> list[str]:
+        """Split names present, in train/val/test/all order."""
+        present = {e.split for e in self.entries}
+        return [s for s in (*SPLIT_NAMES, "all") if s in present]
+
+    @property
+    def dataset_kind(self) -> DatasetKind:
+        """The registered kind of this dataset (``task`` is its name)."""
+        return get_kind(self.task)
+
+    def label_of(self, entry: Entry) -> Any:
+        """A hashable label for comparing images: class name, sorted tuple (multilabel) or frozenset
+        (detection objects); None when the kind has no image-level label (segmentation, regression)."""
+        return self.dataset_kind.label_of(self, entry)
+
 
 AUTO = "auto"
 
@@ -109,7 +158,6 @@ class ClassifyKind(DatasetKind):
         return True  # the fallback: any layout no other kind claims is read as classification
 
     def read(self, root: Path, fmt: str, *, mask_classes: bool, on_bad_image: str) -> DatasetIndex:
-        from foveal.data.index import DatasetIndex, Entry
         from foveal.data.loading import detect_format, load_classification
 
         data = load_classification(root, fmt=fmt, split_off_val=False)
@@ -162,7 +210,6 @@ class SegmentKind(DatasetKind):
     count_unit = "images containing the class"
 
     def claims(self, path: Path) -> bool:
-        from foveal.data.index import SPLIT_NAMES
 
         if not path.is_dir():
             return False
@@ -172,7 +219,6 @@ class SegmentKind(DatasetKind):
 
     def read(self, root: Path, fmt: str, *, mask_classes: bool, on_bad_image: str) -> DatasetIndex:
         """Entries carry the classes present in their mask only with ``mask_classes`` (decodes them)."""
-        from foveal.data.index import DatasetIndex, Entry
         from foveal.data.seg_loading import detect_format, load_segmentation
 
         splits, spec = load_segmentation(root, fmt=fmt, split_off_val=False, on_bad_image="skip")
@@ -214,7 +260,6 @@ class DetectKind(DatasetKind):
     def read(self, root: Path, fmt: str, *, mask_classes: bool, on_bad_image: str) -> DatasetIndex:
         """Entries carry the sorted classes of their objects."""
         from foveal.data.det_loading import detect_format, load_detection
-        from foveal.data.index import DatasetIndex, Entry
 
         data = load_detection(root, fmt, on_bad_image=on_bad_image)
         fmt = _format_name(root, fmt, detect_format)
@@ -247,7 +292,6 @@ class RegressKind(DatasetKind):
 
     def read(self, root: Path, fmt: str, *, mask_classes: bool, on_bad_image: str) -> DatasetIndex:
         """No classes: the targets are in ``entry.sample.values``, their names in ``target_names``."""
-        from foveal.data.index import DatasetIndex, Entry
         from foveal.data.reg_loading import detect_format, load_regression
 
         data = load_regression(root, fmt=fmt, split_off_val=False)

@@ -51,12 +51,11 @@ def _read(
     path: Path, fmt: str, class_names: list[str] | None
 ) -> tuple[dict[str, list[Sample]], list[str], bool]:
     """Return samples per split ('all' when the layout has no splits), classes, multilabel flag."""
-    from foveal.data.kinds import CLASSIFY
     from foveal.data.manifest import assign, check_task, is_manifest, read_manifest
 
     if is_manifest(path):
         manifest = read_manifest(path)
-        check_task(manifest, CLASSIFY.name)
+        check_task(manifest, "classify")
         splits, names, multilabel = _read(manifest.source, manifest.fmt, class_names)
         return assign(manifest, (s for part in splits.values() for s in part)), names, multilabel
     if fmt == "auto":

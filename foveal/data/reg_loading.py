@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from foveal.data.formats.regression import find_targets_csv, read_regression_csv
-from foveal.data.kinds import REGRESS
 from foveal.data.sample import Sample
 from foveal.data.splits import stratified_split
 from foveal.errors import DataError, check_choice
 
 FORMATS = ("auto", "csv")
-TASK = REGRESS.name  # the dataset kind this reader reads
+TASK = "regress"  # the dataset kind this reader reads (foveal.data.kinds.REGRESS)
 
 
 @dataclass

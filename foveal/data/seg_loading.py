@@ -105,12 +105,11 @@ def _existing(path: str | Path, what: str) -> Path:
 def _read(
     path: Path, fmt: str, class_spec: MaskSpec | None, on_bad_image: str
 ) -> tuple[dict[str, list[Sample]], MaskSpec]:
-    from foveal.data.kinds import SEGMENT
     from foveal.data.manifest import assign, check_task, is_manifest, read_manifest
 
     if is_manifest(path):
         manifest = read_manifest(path)
-        check_task(manifest, SEGMENT.name)
+        check_task(manifest, "segment")
         splits, spec = _read(manifest.source, manifest.fmt, class_spec, on_bad_image)
         return assign(manifest, (s for part in splits.values() for s in part)), spec
     if fmt == "auto":

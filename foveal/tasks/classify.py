@@ -71,7 +71,7 @@ class ClassifyTask(Task):
             ("val accuracy", val["accuracy"]),
             ("test accuracy", test["accuracy"]),
             ("val macro F1", val["f1_macro"]),
-            ("8 test images right", f"{correct}/{len(rows)}"),
+            (f"{len(rows)} test images right", f"{correct}/{len(rows)}"),
         ]
 
     @property

@@ -26,7 +26,7 @@ class DetectTask(ObjectTask):
             ("val mAP50", val["map50"]),
             ("val mAP@[.5:.95]", val["map"]),
             ("test mAP50", test["map50"]),
-            ("8 test images: found / true objects",
+            (f"{len(rows)} test images: found / true objects",
              f"{sum(len(r['boxes']) for r in rows)}/{_true_objects(data, rows)}"),
         ]  # fmt: skip
 
