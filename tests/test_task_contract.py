@@ -248,3 +248,34 @@ def _assert_close(got: Any, want: Any) -> None:
         assert got == pytest.approx(want, rel=1e-4, abs=1e-4)
     else:
         assert got == want
+
+
+def test_a_task_with_its_own_training_step_and_no_labels_runs_through_the_engine(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A denoiser (target: the clean image; no labels; two networks and two optimisers stepped by the
+    task's own ``training_step``) trains, evaluates, reloads and predicts with no engine special case."""
+    import foveal
+    from foveal.tasks import TaskEntry
+
+    monkeypatch.setitem(TASKS, "denoise", TaskEntry("denoise", "tests.toy_tasks:DenoiseTask", "denoising"))
+    cls, initial = get_task("denoise"), []
+    build = cls.build_model
+
+    def recording_build(self: Task) -> torch.nn.Module:
+        model = build(self)
+        initial.append({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(cls, "build_model", recording_build)
+    data = write_synthetic(tmp_path / "data", n=40, imgsz=32, seed=0)
+    result = foveal.train(task="denoise", data=str(data), epochs=2, imgsz=32, batch=8, workers=0,
+                          progress=False, project=str(tmp_path / "runs"), name="d", seed=0)  # fmt: skip
+    assert result.run_dir == tmp_path / "runs" / "d" and math.isfinite(result.metrics["psnr"])
+    trained = load(result.best).model.state_dict()
+    for net in ("generator", "critic"):  # both of the task's optimisers stepped their network
+        assert any(not torch.equal(initial[0][k], trained[k]) for k in trained if k.startswith(net))
+    metrics = foveal.evaluate(result.best, data, split="val", workers=0)
+    assert metrics["psnr"] == pytest.approx(result.metrics["psnr"], rel=1e-6)
+    rows = foveal.predict(result.best, [str(p) for p in sorted(data.rglob("*.png"))[:3]], workers=0)
+    assert len(rows) == 3 and "mean" in rows[0]
