@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean bench browser
+.PHONY: demo test test-quick lint format clean bench browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# the quick subset while working: everything but the end-to-end training tests (marked slow)
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # Headless Chromium for the browser tests (gallery, report): Debian's chromium + chromium-driver, installed
 # with apt-get (as root, or with `sudo -n`) only when missing. On failure: a notice, and those tests skip.

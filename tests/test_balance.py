@@ -130,6 +130,7 @@ def test_synth_imbalance_counts(imbalanced: Path) -> None:
         write_synthetic(imbalanced.parent / "x", n=8, fmt="coco", imbalance=3)
 
 
+@pytest.mark.slow
 def test_balance_beats_none_on_macro_f1(imbalanced: Path, tmp_path: Path) -> None:
     """Measured (seed 0, 6 epochs): macro-F1 on the balanced test split none 0.13, oversample 0.39,
     weights 0.38; benchmarks/imbalance.py has the larger, multi-seed comparison."""

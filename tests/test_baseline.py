@@ -102,7 +102,7 @@ def test_logreg_on_hog_beats_chance_and_metrics_match_sklearn(
 
 def test_run_folder_and_metric_keys_mirror_a_deep_run(small: Path, tmp_path: Path) -> None:
     result = baseline(small, model="nb", project=tmp_path, **QUIET)
-    assert result.run_dir == tmp_path / "classify" / "baseline-hog-nb"
+    assert result.run_dir == tmp_path / "baseline-hog-nb"  # PROJECT/NAME, as for every command
     for name in (
         "baseline.yaml",
         "model.joblib",

@@ -28,6 +28,7 @@ def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> N
         assert fragment in lines[0]
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     assert_user_error(foveal_cli("train", "--data", str(tmp_path / "nope")), "nope", "no such")
     (tmp_path / "empty").mkdir()

@@ -18,6 +18,8 @@ from foveal.data.manifest import read_manifest
 from foveal.data.synth_writers import write_synthetic
 from foveal.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # end to end: `make test-quick` leaves these out
+
 FAST = {"model": "lenet", "epochs": 1, "imgsz": 32, "batch": 32, "workers": 0, "progress": False}
 
 

@@ -10,6 +10,8 @@ import pytest
 from foveal.cli.main import main
 from foveal.demo import run_demo
 
+pytestmark = pytest.mark.slow  # end to end: `make test-quick` leaves these out
+
 # summary column -> (split, metrics.json key) per task
 SUMMARY = {
     "classify": {

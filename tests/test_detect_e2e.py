@@ -13,6 +13,8 @@ import foveal
 from foveal.cli.main import main
 from foveal.engine.results_eval import evaluate_results
 
+pytestmark = pytest.mark.slow  # end to end: `make test-quick` leaves these out
+
 FAST = {"imgsz": 32, "batch": 16, "workers": 0, "progress": False}
 CLASSES = ["circle", "square", "triangle", "star"]
 BOX_KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large", "mar_100", "per_class")

@@ -12,6 +12,8 @@ from foveal.analysis.cv import cross_validate
 from foveal.cli.main import main
 from foveal.data.synth_writers import write_synthetic
 
+pytestmark = pytest.mark.slow  # end to end: `make test-quick` leaves these out
+
 CASES = {
     "segment": ("masks", {"model": "unet", "model_options": {"width": 8, "depth": 2}}, "miou"),
     "detect": ("coco", {"model": "centernet"}, "map50"),

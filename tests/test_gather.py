@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from foveal.engine.module import _gather
+
+pytestmark = pytest.mark.slow  # end to end: `make test-quick` leaves these out
 
 
 def _free_port() -> int:

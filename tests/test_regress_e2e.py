@@ -16,6 +16,8 @@ import foveal
 from foveal.cli.main import main
 from foveal.data.synth_writers import write_synthetic
 
+pytestmark = pytest.mark.slow  # end to end: `make test-quick` leaves these out
+
 FAST = {"model": "lenet", "imgsz": 32, "batch": 32, "workers": 0, "progress": False, "seed": 0}
 
 
@@ -36,7 +38,6 @@ def _targets(data: Path, split: str) -> dict[str, list[float]]:
     return {str((data / r["path"]).resolve()): [float(r["size"]), float(r["count"])] for r in rows}
 
 
-@pytest.mark.slow
 def test_train_learns_and_writes_the_run(run: foveal.TrainResult) -> None:
     metrics = run.metrics
     # measured on this fixed-seed run: val r2 0.39 (size 0.2, count 0.58); a mean predictor scores 0
@@ -57,7 +58,6 @@ def test_train_learns_and_writes_the_run(run: foveal.TrainResult) -> None:
     assert meta.target_names == ["size", "count"] and len(meta.target_mean) == 2 and min(meta.target_std) > 0
 
 
-@pytest.mark.slow
 def test_val_metrics_equal_sklearn_on_the_predictions(
     run: foveal.TrainResult, data: Path, tmp_path: Path
 ) -> None:
@@ -84,7 +84,6 @@ def test_val_metrics_equal_sklearn_on_the_predictions(
     assert float(table[0]["size"]) == pytest.approx(saved[0]["values"]["size"], abs=1e-5)
 
 
-@pytest.mark.slow
 def test_tta_ensemble_explain_and_cli(
     run: foveal.TrainResult, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -103,7 +102,6 @@ def test_tta_ensemble_explain_and_cli(
     assert "not supported for --task regress" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_cv_out_of_fold_targets(data: Path, tmp_path: Path) -> None:
     result = foveal.cross_validate(str(data), 2, task="regress", epochs=1, project=str(tmp_path), **FAST)
     assert result.out == tmp_path / "cv-lenet" and "r2" in result.summary

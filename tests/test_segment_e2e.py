@@ -13,6 +13,8 @@ from PIL import Image
 import foveal
 from foveal.cli.main import main
 
+pytestmark = pytest.mark.slow  # end to end: `make test-quick` leaves these out
+
 FAST = {"imgsz": 32, "batch": 16, "workers": 0, "progress": False}
 CLASSES = ["background", "circle", "square", "triangle", "star"]
 

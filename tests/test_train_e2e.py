@@ -14,6 +14,8 @@ import foveal
 from foveal.engine.checkpoint import read_checkpoint
 from foveal.errors import CheckpointError
 
+pytestmark = pytest.mark.slow  # end to end: `make test-quick` leaves these out
+
 FAST = {"imgsz": 32, "batch": 32, "workers": 0, "progress": False}
 
 
