@@ -186,3 +186,51 @@ def test_import_is_light() -> None:
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     )
+
+
+# values (as typed, as resolved) for fields whose values are checked; others get a generic value
+FLAG_VALUES: dict[str, tuple[list[str], object]] = {
+    "task": (["segment"], "segment"),
+    "device": (["cpu"], "cpu"),
+    "balance": (["weights"], "weights"),
+    "balance_weights": (["effective"], "effective"),
+    "freeze": (["backbone"], "backbone"),
+    "lr": (["0.01"], 0.01),
+    "devices": (["2"], 2),
+    "model_options": (["{width: 16, depth: 2}"], {"width": 16, "depth": 2}),
+    "aug": (["{preset: heavy, hflip: 0.0}"], {"preset": "heavy", "hflip": 0.0}),
+}
+
+
+def test_every_train_config_field_is_a_flag_that_reaches_the_config() -> None:
+    import dataclasses
+    from typing import get_args, get_type_hints
+
+    from foveal.cli.main import build_parser
+    from foveal.cli.train import options
+    from foveal.config import TrainConfig
+    from foveal.engine.fit import resolve_config
+
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    flags = {a.dest: a.option_strings[0] for a in train._actions if a.option_strings}
+    kinds = get_type_hints(TrainConfig)
+    assert options(parser.parse_args(["train"])) == {}  # flags not given do not reach the config
+    for f in dataclasses.fields(TrainConfig):
+        assert f.name in flags, f"TrainConfig.{f.name} has no flag"
+        kind = ([k for k in get_args(kinds[f.name]) if k is not type(None)] or [kinds[f.name]])[0]
+        if f.name in FLAG_VALUES:
+            typed, expected = FLAG_VALUES[f.name]
+        elif kind is bool:
+            typed, expected = [], not f.default
+        elif kind is int:
+            typed, expected = ["3"], 3
+        elif kind is float:
+            typed, expected = ["0.125"], 0.125
+        else:
+            typed, expected = [f"x-{f.name}"], f"x-{f.name}"
+        assert expected != f.default, f.name
+        given = options(parser.parse_args(["train", flags[f.name], *typed]))
+        assert set(given) == {f.name}, (f.name, given)
+        assert getattr(resolve_config(**given), f.name) == expected, f.name
+    assert options(parser.parse_args(["train", "--no-progress"])) == {"progress": False}
