@@ -113,6 +113,8 @@ class Task(ABC):
     larger ('max') or smaller ('min') is better. ``model_family`` is the model-registry family the
     task's models come from (``foveal models --task``); ``dataset_kind`` the dataset layout the data
     tools read for it (``foveal.data.index``); ``count_unit`` is what label counts count.
+    ``coco_iou_types`` are the COCO evaluations of its predictions ('bbox', 'segm', 'keypoints'), which
+    ``foveal val --predictions RESULTS.json`` computes; empty: results files are not supported.
     """
 
     name: ClassVar[str]
@@ -125,6 +127,7 @@ class Task(ABC):
     predict_options: ClassVar[tuple[PredictOption, ...]] = ()
     manual_optimization: ClassVar[bool] = False
     explain_kind: ClassVar[str | None] = None
+    coco_iou_types: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, meta: TaskMeta | Mapping[str, Any]) -> None:
         self.meta = meta if isinstance(meta, self.Meta) else self.Meta.from_dict(meta)

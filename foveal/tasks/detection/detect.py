@@ -13,6 +13,7 @@ class DetectTask(ObjectTask):
 
     name = "detect"
     model_family = "detect"
+    coco_iou_types = ("bbox",)
 
     def merge(self, outputs: list[Any], weights: list[float], method: str = "mean") -> Any:
         """Per image over members and views: weighted boxes fusion (IoU 0.55, average confidence)."""
