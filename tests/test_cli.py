@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+import foveal
 from foveal.cli.main import main
+from foveal.errors import ConfigError
 from tests.conftest import make_image
 
 
@@ -155,6 +157,15 @@ def test_train_val_predict_from_the_cli(
     assert (tmp_path / "p" / "predictions.csv").is_file()
     assert main(["val", "--weights", weights, "--data", str(shapes_folder), "--task", "segment"]) == 2
     assert "'classify' checkpoint" in capsys.readouterr().err
+    # another task's post-processing option is an error, not silently ignored (API and CLI alike)
+    image = str(next((shapes_folder / "test" / "star").iterdir()))
+    assert main(["predict", "--weights", weights, image, "--conf", "0.5", "--out", str(tmp_path / "q")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "--conf is not an option of a classify model" in line and "--topk" in line
+    with pytest.raises(ConfigError, match="--max-det is not an option of a classify model"):
+        foveal.predict(weights, image, max_det=3)
+    with pytest.raises(ConfigError, match="unknown predict option 'topc'.*topk"):
+        foveal.predict(weights, image, topc=3)
 
 
 def test_lr_find_command(shapes_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

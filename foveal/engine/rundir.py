@@ -28,3 +28,22 @@ def run_parent(project: str | Path | None, task: str) -> Path:
 def safe_name(model: str) -> str:
     """A folder-safe version of a model name ('tv:resnet18' -> 'tv-resnet18')."""
     return model.replace(":", "-").replace("/", "-")
+
+
+def output_dir(
+    out: str | Path | None,
+    task: str,
+    default_name: str,
+    project: str | Path | None = None,
+    name: str | None = None,
+) -> Path:
+    """The folder a command writes into: ``out`` when given (then ``project``/``name`` must not be),
+    else a new run folder ``run_parent(project, task) / (name or default_name)`` (``-2``, ``-3``, ...
+    when taken): ``PROJECT/NAME``, by default ``runs/<task>/<default_name>``."""
+    if out is not None:
+        if project is not None or name is not None:
+            from foveal.errors import ConfigError
+
+            raise ConfigError(f"pass either --out {out} or --project/--name, not both")
+        return Path(out)
+    return new_run_dir(run_parent(project, task), name or default_name)
