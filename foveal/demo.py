@@ -108,12 +108,14 @@ def run_demo(
     n: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
-    tasks: Sequence[str] = ("classify", "segment", "detect"),
+    tasks: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo of each task in ``tasks``; print a summary table; return the summary rows."""
+    """Run the demo of each task in ``tasks`` (default: every task with a demo, ``DEFAULTS``); print a
+    summary table; return the summary rows."""
     from rich.console import Console
     from rich.table import Table
 
+    tasks = list(DEFAULTS) if tasks is None else tasks
     for task in tasks:
         check_choice("demo task", task, DEFAULTS)
     rows = [demo_task(task, Path(project), n, epochs, seed) for task in tasks]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from foveal.cli.parser import dataset_task_help
+
 
 def run_synth(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.data.synth_writers import write_synthetic
@@ -113,7 +115,7 @@ def add_parsers(commands: Any) -> None:
     p.set_defaults(func=run_convert)
     p = data.add_parser("check", help="dataset health check: bad images, label problems, duplicates, leakage")
     p.add_argument("path", metavar="PATH", help="dataset folder (or CSV / COCO .json / YOLO .yaml file)")
-    p.add_argument("--task", default="auto", help="classify|segment|detect|regress|auto (default auto)")
+    p.add_argument("--task", default="auto", help=dataset_task_help())
     p.add_argument("--format", default="auto", help="input format for the task's reader (default auto)")
     p.add_argument("--hamming", type=int, default=6, help="max dHash distance of near duplicates (0-64)")
     p.add_argument("--limit", type=int, default=10, help="details shown per kind of problem")

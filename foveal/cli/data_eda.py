@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from foveal.cli.parser import dataset_task_help
+
 
 def run_eda(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.data.eda import eda_dataset
@@ -35,7 +37,7 @@ def add_parser(actions: Any) -> None:
     p = actions.add_parser("eda", help="exploratory data analysis: statistics, plots and samples as HTML")
     p.add_argument("path", metavar="PATH", help="dataset folder (or CSV / COCO .json / YOLO .yaml file)")
     p.add_argument("--out", default="eda.html", help="HTML report to write (default eda.html)")
-    p.add_argument("--task", default="auto", help="classify|segment|detect|regress|auto (default auto)")
+    p.add_argument("--task", default="auto", help=dataset_task_help())
     p.add_argument("--format", default="auto", help="input format for the task's reader (default auto)")
     p.add_argument("--samples-per-class", type=int, default=8, help="thumbnails per class (default 8)")
     p.add_argument("--hamming", type=int, default=6, help="max dHash distance of near duplicates (0-64)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from foveal.cli.parser import dataset_task_help
 from foveal.errors import ConfigError
 
 
@@ -88,7 +89,7 @@ def add_parser(actions: Any) -> None:
     )
     p.add_argument("path", metavar="PATH", help="dataset folder (or CSV / COCO .json / YOLO .yaml file)")
     p.add_argument("--out", required=True, help="folder for split.json (or fold_k.json + folds.csv)")
-    p.add_argument("--task", default="auto", help="classify|segment|detect|regress|auto (default auto)")
+    p.add_argument("--task", default="auto", help=dataset_task_help())
     p.add_argument("--format", default="auto", help="input format for the task's reader (default auto)")
     p.add_argument("--fractions", help="train,val[,test] fractions summing to 1 (default 0.7,0.15,0.15)")
     p.add_argument("--val", type=float, help="validation fraction (default 0.15); train gets the rest")

@@ -9,18 +9,19 @@ from typing import Any
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.demo import run_demo as demo
 
-    tasks = args.task or ("classify", "segment", "detect")
-    return demo(project=args.project, n=args.n, epochs=args.epochs, seed=args.seed, tasks=tasks)
+    return demo(project=args.project, n=args.n, epochs=args.epochs, seed=args.seed, tasks=args.task)
 
 
 def add_parsers(commands: Any) -> None:
+    from foveal.demo import DEFAULTS
+
     p = commands.add_parser("demo", help="generate shapes and train/evaluate/predict on them")
     p.add_argument("--project", default="runs/demo", help="where the data and runs go (runs/demo)")
     p.add_argument("--n", type=int, default=None, help="number of images (default per task)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default per task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--task", action="append", help="task to demo (repeatable; default all): classify, segment, detect"
+        "--task", action="append", help=f"task to demo (repeatable; default all): {', '.join(DEFAULTS)}"
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_demo)

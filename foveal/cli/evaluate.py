@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from foveal.cli.parser import tasks_help
+
 
 def run_val(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.cli.show import print_metrics
@@ -106,16 +108,10 @@ def add_predict_options(p: argparse.ArgumentParser) -> None:
         group.add_argument(flag, **kwargs)
 
 
-def _task_help(what: str) -> str:
-    from foveal.tasks import task_names
-
-    return f"{what}: {' | '.join(task_names())}"
-
-
 def _common(p: argparse.ArgumentParser, weights_required: bool = True) -> None:
     p.add_argument("--weights", required=weights_required, help="checkpoint (.ckpt) or run folder")
     p.add_argument(
-        "--task", default=None, help=_task_help("expected task (fails if the checkpoint is of another)")
+        "--task", default=None, help=tasks_help("expected task (fails if the checkpoint is of another)")
     )
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from foveal.cli.parser import dataset_task_help
+
 
 def run_gallery(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.report.gallery import write_gallery
@@ -39,7 +41,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument(
         "--predictions", help="predictions.json of `foveal predict`/`val`, or a COCO results.json (detect)"
     )
-    p.add_argument("--task", default="auto", help="classify|segment|detect|regress|auto (default auto)")
+    p.add_argument("--task", default="auto", help=dataset_task_help())
     p.add_argument("--format", default="auto", help="input format for the task's reader (default auto)")
     p.add_argument("--sample", type=int, help="a seeded random subset of N images (stratified by class)")
     p.add_argument("--size", type=int, default=128, help="thumbnail size in px, longest side (default 128)")

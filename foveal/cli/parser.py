@@ -37,3 +37,17 @@ class FovealParser(argparse.ArgumentParser):
     def format_help(self) -> str:
         self._build()
         return super().format_help()
+
+
+def tasks_help(what: str) -> str:
+    """``what`` followed by the registered tasks, for a ``--task`` flag without a default."""
+    from foveal.tasks import task_names
+
+    return f"{what}: {' | '.join(task_names())}"
+
+
+def dataset_task_help() -> str:
+    """The ``--task`` help of the data tools: the dataset layouts they read (``foveal.data.index``)."""
+    from foveal.data.index import TASKS
+
+    return f"{'|'.join(t for t in TASKS if t != 'auto')}|auto (default auto)"

@@ -235,16 +235,28 @@ def _matches(name: str, pattern: str | None) -> bool:
     return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(_split(name)[1], pattern)
 
 
+def model_family(task: str) -> str:
+    """The model family of ``task``: a registered task's ``model_family``, else ``task`` itself when it
+    names a family (e.g. 'generate'); ConfigError with close matches otherwise."""
+    from foveal.tasks import get_task, task_names
+
+    if task in task_names():
+        return get_task(task).model_family
+    return check_choice("task", task, [*task_names(), *(f for f in TASKS if f not in task_names())])
+
+
 def list_models(task: str | None = None, pattern: str | None = None) -> list[tuple[str, str, str]]:
     """Models the registry can build, as (name, task, description) rows, own names first.
 
-    ``task`` filters by task; ``pattern`` is an fnmatch pattern (``resnet*``, ``tv:vit*``,
+    ``task`` filters by task: a registered task lists the models of its ``model_family`` (e.g. a task
+    whose models are classifiers lists the classify models), a model family its own; ``pattern`` is an
+    fnmatch pattern (``resnet*``, ``tv:vit*``,
     ``timm:efficientnet*``, ``smp:unet:*``) matched against the full name or the name without prefix.
     timm's ~1,300 names are listed only when a pattern is given; otherwise one row counts them. smp
     models are listed per architecture; with an encoder in the pattern (``smp:fpn:res*``) per encoder.
     """
     if task is not None:
-        check_choice("task", task, TASKS)
+        task = model_family(task)
     _load_providers()
     rows = [
         (n, t, e.description)
