@@ -238,11 +238,11 @@ def _matches(name: str, pattern: str | None) -> bool:
 def model_family(task: str) -> str:
     """The model family of ``task``: a registered task's ``model_family``, else ``task`` itself when it
     names a family (e.g. 'generate'); ConfigError with close matches otherwise."""
-    from foveal.tasks import get_task, task_names
+    from foveal.tasks import check_task, get_task, task_names
 
     if task in task_names():
         return get_task(task).model_family
-    return check_choice("task", task, [*task_names(), *(f for f in TASKS if f not in task_names())])
+    return task if task in TASKS else check_task(task)
 
 
 def list_models(task: str | None = None, pattern: str | None = None) -> list[tuple[str, str, str]]:
