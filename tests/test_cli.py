@@ -245,3 +245,41 @@ def test_every_train_config_field_is_a_flag_that_reaches_the_config() -> None:
         assert set(given) == {f.name}, (f.name, given)
         assert getattr(resolve_config(**given), f.name) == expected, f.name
     assert options(parser.parse_args(["train", "--no-progress"])) == {"progress": False}
+
+
+def test_commands_write_their_folders_by_one_rule(
+    shapes_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """``--project P --name N`` -> ``P/N``; without: a new ``runs/<task>/<command>[-N]`` in the cwd."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    fast = ["--epochs", "1", "--imgsz", "32", "--batch", "32", "--workers", "0", "--model", "lenet"]
+    assert (
+        main(["train", "--data", str(shapes_folder), *fast, "--project", "P", "--name", "N", "--json"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["run_dir"] == str(Path("P") / "N")
+    weights = str(shutil.copy(Path("P", "N", "checkpoints", "best.ckpt"), tmp_path / "loose.ckpt"))
+    image = str(next((shapes_folder / "test" / "star").iterdir()))
+    data = ["--data", str(shapes_folder), "--workers", "0"]
+    commands = {  # command line, the folder it reports, default folder name
+        "predict": (["predict", "--weights", weights, image, "--workers", "0"], lambda r: r["out"]),
+        "ensemble": (["ensemble", "--weights", weights, weights, *data], lambda r: r["out"]),
+        "errors": (
+            ["val", "--weights", weights, *data, "--errors"],
+            lambda r: Path(r["errors"]["json"]).parent,
+        ),
+        "explain": (["explain", "--weights", weights, image], lambda r: r["out"]),
+        "features": (["features", "--weights", weights, image], lambda r: Path(r["out"]).parent),
+    }
+    for command, (argv, folder) in commands.items():
+        assert main([*argv, "--project", "P", "--name", command, "--json"]) == 0, command
+        assert Path(folder(json.loads(capsys.readouterr().out))) == Path("P") / command
+        assert main([*argv, "--json"]) == 0, command
+        default = "explain" if command == "features" else command
+        expected = Path("runs", "classify", default + ("-2" if command == "features" else ""))
+        assert Path(folder(json.loads(capsys.readouterr().out))) == expected, command
+    assert main([*commands["predict"][0], "--json"]) == 0  # never an earlier folder
+    assert json.loads(capsys.readouterr().out)["out"] == str(Path("runs", "classify", "predict-2"))
+    assert main([*commands["predict"][0], "--out", "o", "--project", "P"]) == 2
+    assert "pass either --out o or --project/--name" in capsys.readouterr().err
