@@ -79,6 +79,7 @@ class EdaReport:
     groups: list[dict[str, Any]]
     seconds: float = 0.0
     thumbnails: dict[str, str] = field(default_factory=dict, repr=False)  # path -> data: URI
+    out: str | None = None  # the HTML page written (``eda_dataset(out=...)``)
 
     @property
     def normalisation(self) -> str:
@@ -322,11 +323,14 @@ def eda_dataset(
     progress: bool = False,
     seed: int = 0,
     workers: int = 2,
+    out: str | Path | None = None,
 ) -> EdaReport:
     """Statistics of the dataset at ``path`` (any layout ``data check`` reads; ``task``/``fmt`` as there).
 
     ``hamming``: near-duplicate dHash distance for the findings; ``samples_per_class``: thumbnails per
-    class in the grids (seeded by ``seed``). DataError when the path is missing or holds no images.
+    class in the grids (seeded by ``seed``). ``out``: also write the report as one self-contained HTML
+    page there (``foveal.report.eda_html``; the report's ``out``). DataError when the path is missing
+    or holds no images.
     """
     start = time.perf_counter()
     if samples_per_class < 0:
@@ -397,4 +401,8 @@ def eda_dataset(
     )
     report.thumbnails = _thumbnails(picked, groups, by_path, entries, report.task)
     report.seconds = time.perf_counter() - start
+    if out is not None:
+        from foveal.report.eda_html import write_eda_html
+
+        report.out = str(write_eda_html(report, out))
     return report
