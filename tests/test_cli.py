@@ -283,3 +283,23 @@ def test_commands_write_their_folders_by_one_rule(
     assert json.loads(capsys.readouterr().out)["out"] == str(Path("runs", "classify", "predict-2"))
     assert main([*commands["predict"][0], "--out", "o", "--project", "P"]) == 2
     assert "pass either --out o or --project/--name" in capsys.readouterr().err
+
+
+class FakeTask:
+    """A registered task whose models are classifiers (its model family)."""
+
+    model_family = "classify"
+
+
+def test_models_of_a_task_are_its_model_family(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from foveal.models.registry import list_models
+    from foveal.tasks import TASKS, TaskEntry
+
+    monkeypatch.setitem(TASKS, "fake", TaskEntry("fake", "tests.test_cli:FakeTask", "a test task"))
+    assert main(["models", "--task", "fake", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["task"]) for r in rows] == [(n, t) for n, t, _ in list_models(task="classify")]
+    assert main(["models", "--task", "fak"]) == 2
+    assert "did you mean: fake" in capsys.readouterr().err
