@@ -102,7 +102,7 @@ def test_logreg_on_hog_beats_chance_and_metrics_match_sklearn(
 
 def test_run_folder_and_metric_keys_mirror_a_deep_run(small: Path, tmp_path: Path) -> None:
     result = baseline(small, model="nb", project=tmp_path, **QUIET)
-    assert result.run_dir == tmp_path / "classify" / "baseline-hog-nb"
+    assert result.run_dir == tmp_path / "baseline-hog-nb"  # PROJECT/NAME, as train (foveal.engine.rundir)
     for name in (
         "baseline.yaml",
         "model.joblib",
@@ -222,4 +222,4 @@ def test_bad_input(small: Path, shapes_csv: Path, tiny_folder: Path, tmp_path: P
     (tiny_folder / "blue").rmdir()
     with pytest.raises(DataError, match="at least two classes"):
         baseline(tiny_folder, project=tmp_path, **QUIET)
-    assert not (tmp_path / "classify").exists()  # failures leave no half-made run folder
+    assert not list(tmp_path.glob("baseline-*"))  # failures leave no half-made run folder
