@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field, fields
+from argparse import ArgumentTypeError
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,56 +19,113 @@ BALANCE_MODES = ("none", "oversample", "undersample", "weights")
 WEIGHT_SCHEMES = ("inverse", "effective")
 
 
+def option(default: Any = MISSING, *, help: str, group: str, factory: Any = MISSING, **cli: Any) -> Any:
+    """A TrainConfig field with what its command-line flag needs: ``help``, ``group`` (data, model,
+    optimisation, run) and optional argparse details in ``cli``: ``parse`` (text -> value, for types
+    the annotation does not say how to read), ``flag`` (another flag name, e.g. '--no-progress'),
+    ``metavar``, ``show_default`` (False: the help does not end with the default)."""
+    return field(default=default, default_factory=factory, metadata={"help": help, "group": group, **cli})
+
+
+def int_or_auto(text: str) -> int | str:
+    """'auto' or an integer (``--devices``)."""
+    return text if text == "auto" else int(text)
+
+
+def mapping(text: str) -> dict[str, Any]:
+    """A YAML/JSON mapping written on the command line, e.g. '{width: 16, depth: 2}'."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ArgumentTypeError(f"'{text}' is not valid YAML/JSON ({str(err).splitlines()[0]})") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ArgumentTypeError(f"'{text}' is not a mapping; write e.g. '{{width: 16}}'")
+    return value
+
+
+def name_or_mapping(text: str) -> str | dict[str, Any]:
+    """A preset name ('light'), or a YAML/JSON mapping of options when the text is one ('{preset: ...}')."""
+    return mapping(text) if text.lstrip().startswith("{") else text
+
+
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; ``config.yaml`` in a run folder is this, fully resolved."""
+    """Everything a training run needs; ``config.yaml`` in a run folder is this, fully resolved.
 
-    task: str = DEFAULT_TASK
-    data: str | None = None
-    val: str | None = None
-    format: str = "auto"
-    kind: str = "auto"
-    val_fraction: float = 0.2
-    on_bad_image: str = "error"
-    model: str | None = None
-    model_options: dict = field(default_factory=dict)  # builder keyword arguments, e.g. {width: 16}
-    pretrained: str | None = None
-    freeze: str | None = None
-    unfreeze_at: int | None = None
-    imgsz: int = 64
-    epochs: int = 10
-    batch: int = 64
-    lr: float | str = 3e-3
-    optimizer: str = "adamw"
-    weight_decay: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
-    lookahead: bool = False
-    scheduler: str = "cosine"
-    warmup_epochs: float = 1.0  # linear warmup, capped at half the run
-    step_size: int | None = None
-    gamma: float = 0.1
-    loss: str = "auto"
-    label_smoothing: float = 0.0
-    balance: str = "none"  # none|oversample|undersample|weights (foveal.data.balance)
-    balance_weights: str = "inverse"  # inverse|effective: class weights for --balance weights
-    balance_beta: float = 0.999  # effective-number beta
-    focal_gamma: float = 2.0
-    aug: str | dict = "auto"  # auto: the task's default_aug (light; regress: none)
-    patience: int | None = None
-    grad_clip: float | None = None
-    amp: bool = False
-    ema: bool = False
-    ema_decay: float = 0.999
-    seed: int = 0
-    device: str = "auto"
-    devices: int | str = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    workers: int | None = None
-    project: str = "runs"
-    name: str | None = None
-    progress: bool = True
+    Each field's metadata (see :func:`option`) makes its ``foveal train`` flag ``--<name>``."""
+
+    task: str = option(DEFAULT_TASK, help="the task", group="data", show_default=False, tasks=True)
+    data: str | None = option(None, help="dataset folder, CSV file or split manifest", group="data")
+    val: str | None = option(None, help="separate validation folder or CSV", group="data")
+    format: str = option("auto", help="auto|imagefolder|csv|masks|coco|yolo|voc", group="data")
+    kind: str = option("auto", help="auto|binary|multiclass|multilabel", group="data")
+    val_fraction: float = option(0.2, help="held-out share when no val split", group="data")
+    on_bad_image: str = option("error", help="error | skip: skip unreadable images", group="data")
+    model: str | None = option(
+        None,
+        help="registry name, e.g. smallresnet, tv:resnet18, timm:... (default: the task's)",
+        group="model",
+    )
+    model_options: dict = option(
+        help="model builder keyword arguments as YAML/JSON, e.g. '{width: 16}'", group="model", factory=dict
+    )
+    pretrained: str | None = option(
+        None, help="weights file (foveal/torchvision/timm) or 'hub'", group="model"
+    )
+    freeze: str | None = option(None, help="'backbone': train the head only", group="model")
+    unfreeze_at: int | None = option(None, help="epoch at which the backbone is released", group="model")
+    imgsz: int = option(64, help="input size in pixels", group="data")
+    epochs: int = option(10, help="training epochs", group="optimisation")
+    batch: int = option(64, help="batch size", group="optimisation")
+    lr: float | str = option(3e-3, help="learning rate, or 'auto' for the range test", group="optimisation")
+    optimizer: str = option("adamw", help="sgd|rmsprop|adam|adamw|radam", group="optimisation")
+    weight_decay: float = option(0.01, help="weight decay", group="optimisation")
+    momentum: float = option(0.9, help="momentum (sgd, rmsprop)", group="optimisation")
+    nesterov: bool = option(False, help="Nesterov momentum (sgd)", group="optimisation")
+    lookahead: bool = option(False, help="wrap the optimizer in Lookahead", group="optimisation")
+    scheduler: str = option("cosine", help="none|step|cosine|onecycle|cyclic", group="optimisation")
+    warmup_epochs: float = option(
+        1.0, help="linear warmup epochs, capped at half the run", group="optimisation"
+    )
+    step_size: int | None = option(None, help="epochs between step decays", group="optimisation")
+    gamma: float = option(0.1, help="step decay factor", group="optimisation")
+    loss: str = option("auto", help="auto|ce|bce|focal", group="optimisation")
+    label_smoothing: float = option(0.0, help="label smoothing of the cross-entropy", group="optimisation")
+    balance: str = option(  # foveal.data.balance
+        "none", help="class imbalance: none|oversample|undersample|weights", group="optimisation"
+    )
+    balance_weights: str = option(
+        "inverse", help="--balance weights scheme: inverse|effective", group="optimisation"
+    )
+    balance_beta: float = option(0.999, help="effective-number beta", group="optimisation")
+    focal_gamma: float = option(2.0, help="focal loss gamma", group="optimisation")
+    aug: str | dict = option(
+        "auto",
+        help="augmentation preset auto|none|light|medium|heavy (auto: the task's, light; regress: none), "
+        "or a YAML/JSON mapping of options",
+        group="data",
+        parse=name_or_mapping,
+    )
+    patience: int | None = option(None, help="early stopping patience in epochs", group="optimisation")
+    grad_clip: float | None = option(None, help="clip the gradient norm at this value", group="optimisation")
+    amp: bool = option(False, help="mixed precision (CUDA)", group="optimisation")
+    ema: bool = option(False, help="exponential moving average of weights", group="optimisation")
+    ema_decay: float = option(0.999, help="decay of --ema", group="optimisation")
+    seed: int = option(0, help="random seed", group="optimisation")
+    device: str = option("auto", help="auto|cpu|cuda|mps", group="run")
+    devices: int | str = option(
+        "auto", help="devices per node: a number or auto", group="run", parse=int_or_auto
+    )
+    num_nodes: int = option(1, help="nodes of a multi-node run", group="run")
+    strategy: str = option("auto", help="Lightning strategy, e.g. ddp, fsdp", group="run")
+    workers: int | None = option(None, help="data loader processes", group="data")
+    project: str = option(
+        "runs", help="parent folder of runs (default runs/<task>)", group="run", show_default=False
+    )
+    name: str | None = option(None, help="run name (default: the model name)", group="run")
+    progress: bool = option(True, help="hide the progress bars", group="run", flag="--no-progress")
 
     def validate(self) -> TrainConfig:
         """Check values that can be checked without data; return self."""

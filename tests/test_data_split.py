@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -182,7 +183,7 @@ def test_keep_test_keeps_the_on_disk_test_split(folder: Path, tmp_path: Path) ->
     splits = manifest_splits(tmp_path / "out" / "split.json")
     assert splits["test"] == images_under(folder / "test")
     assert splits["train"] | splits["val"] == images_under(folder / "train") | images_under(folder / "val")
-    assert abs(len(splits["val"]) - 0.15 / 0.85 * (100 - len(splits["test"]))) < 1
+    assert abs(len(splits["val"]) - 0.15 * (100 - len(splits["test"]))) < 1  # val 0.15, as the CLI
     split_dataset(folder, tmp_path / "folds", folds=3, keep_test=True)
     folds = [manifest_splits(tmp_path / "folds" / f"fold_{k}.json") for k in range(3)]
     assert all(fold["test"] == splits["test"] for fold in folds)
@@ -321,6 +322,32 @@ def test_cli_table_and_path_with_space_and_accents(tmp_path: Path, capsys: pytes
     assert set(splits) == {"train", "val"} and len(splits["val"]) == 10
     assert sample_splits(load_classification(out / "split.json").splits) == splits
     assert sample_splits(load_classification(out / "split.csv").splits) == splits
+
+
+def test_api_takes_the_cli_fraction_rules(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for args, kwargs in (
+        (["--val", "0.25", "--test", "0"], {"val": 0.25, "test": 0.0}),
+        (["--fractions", "0.6,0.2,0.2"], {"fractions": "0.6,0.2,0.2"}),
+        (["--keep-test"], {"keep_test": True}),
+        (["--folds", "3", "--test", "0.2"], {"folds": 3, "test": 0.2}),
+    ):
+        name = "-".join(args)
+        assert main(["data", "split", str(folder), "--out", str(tmp_path / "cli" / name), *args]) == 0
+        api = split_dataset(folder, tmp_path / "api" / name, **kwargs)
+        for path in api.paths:
+            assert path.read_bytes() == (tmp_path / "cli" / name / path.name).read_bytes(), (name, path)
+    capsys.readouterr()
+    for kwargs, message in (
+        ({"fractions": (0.7, 0.15, 0.15), "val": 0.2}, "pass either --fractions or --val/--test"),
+        ({"val": 0.9, "test": 0.2}, "leave nothing for train"),
+        ({"test": 1.5}, "--test 1.5: must be >= 0"),
+        ({"keep_test": True, "test": 0.1}, "--keep-test keeps the on-disk test split"),
+        ({"folds": 3, "val": 0.2}, "each val fold is 1/K"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            split_dataset(folder, tmp_path / "bad", **kwargs)
 
 
 # ---- bad input ----

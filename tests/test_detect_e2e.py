@@ -12,6 +12,7 @@ from PIL import Image
 import foveal
 from foveal.cli.main import main
 from foveal.engine.results_eval import evaluate_results
+from foveal.errors import ConfigError
 
 pytestmark = pytest.mark.slow  # end to end: `make test-quick` leaves these out
 
@@ -205,6 +206,12 @@ def test_instance_segmentation_end_to_end(tmp_path: Path) -> None:
     assert rows[0]["masks"].shape[1:] == (32, 32) and len(rows[0]["masks"]) == len(rows[0]["boxes"])
     results = json.loads((tmp_path / "p" / "results.json").read_text())
     assert all("segmentation" in r and r["segmentation"]["size"] == [32, 32] for r in results)
+    # the results file evaluates with the task's COCO IoU types: boxes and masks (segm_*)
+    test_images = str(shapes_coco / "images" / "test")
+    foveal.predict(result.best, [test_images], out=tmp_path / "all", conf=0.0, workers=0)
+    results_file = tmp_path / "all" / "results.json"
+    from_file = evaluate_results(shapes_coco, results_file, task="instance", split="test")
+    assert {"map50", "segm_map50", "segm_per_class"} <= set(from_file) and from_file["unmatched"] == 0
 
 
 def test_pose_end_to_end(tmp_path: Path) -> None:
@@ -228,6 +235,10 @@ def test_pose_end_to_end(tmp_path: Path) -> None:
     assert all(len(kp) == 4 and len(kp[0]) == 3 for kp in rows[0]["keypoints"])
     results = json.loads((tmp_path / "p" / "results.json").read_text())
     assert all(len(r["keypoints"]) == 12 for r in results)
+    from_file = evaluate_results(data, tmp_path / "p" / "results.json", task="pose", split="val")
+    assert {"map", "kpt_map", "kpt_map50"} <= set(from_file) and "segm_map" not in from_file
+    with pytest.raises(ConfigError, match="--predictions is not supported for --task classify"):
+        evaluate_results(data, tmp_path / "p" / "results.json", task="classify")
     light = foveal.train(
         task="pose", data=str(data), model="centernet", epochs=1, project=str(tmp_path / "r"), **FAST
     )

@@ -45,11 +45,13 @@ MIN_IMGSZ = 16  # 4x4 HOG cells of 4 pixels or more
 
 @dataclass
 class BaselineResult:
-    """Where the baseline went: ``metrics`` as in its metrics.json (val at top level, ``test`` nested)."""
+    """Where the baseline went: ``metrics`` as in its metrics.json (val at top level, ``test`` nested);
+    ``comparison``: with a deep ``run``, its metrics beside the baseline's (:func:`deep_vs_baseline`)."""
 
     run_dir: Path
     metrics: dict[str, Any]
     seconds: float
+    comparison: dict[str, dict[str, dict[str, float | None]]] | None = None
 
 
 def hog_params(imgsz: int) -> dict[str, Any]:
@@ -238,7 +240,8 @@ def baseline(
     ``features``: hog | pixels; ``model``: logreg | svm | rf | nb | knn; ``smote`` oversamples the
     training features (only) with SMOTE. ``run``: a deep run folder; the baseline's metrics (val at the
     top level, ``test`` nested) also go to ``RUN/comparisons/baseline-<features>-<model>.json``, and its
-    report.html is rebuilt. Returns the run folder, metrics and seconds taken.
+    report.html is rebuilt. Returns the run folder, metrics, seconds taken and (with ``run``) the
+    deep-vs-baseline comparison.
     """
     from foveal.data.loading import load_classification
 
@@ -333,7 +336,8 @@ def baseline(
         )
         if (run_path / "metrics.json").is_file():
             write_report(run_path)  # the deep run's report gains the "vs baseline" rows
-    return BaselineResult(run_dir, metrics, seconds)
+    comparison = deep_vs_baseline(run_path, metrics) if run_path is not None else None
+    return BaselineResult(run_dir, metrics, seconds, comparison)
 
 
 def deep_vs_baseline(

@@ -142,7 +142,7 @@ def _out_of_fold(run: Path, k: int, manifest: Path, out: Path) -> list[dict[str,
 
 
 def cross_validate(
-    data: str,
+    data: str | None = None,
     folds: int = 5,
     *,
     task: str = DEFAULT_TASK,
@@ -161,6 +161,8 @@ def cross_validate(
     from foveal.engine.rundir import run_parent
     from foveal.tasks import get_task
 
+    if data is None:
+        raise ConfigError("no data given; pass --data PATH (a dataset folder, CSV or manifest)")
     kind = get_task(task).dataset_kind
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ConfigError(f"--folds {folds}: cross-validation needs K >= 2 folds, e.g. --folds 5")

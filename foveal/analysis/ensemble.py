@@ -116,13 +116,23 @@ def _stack(oof: Sequence[str], member_probs: list[np.ndarray], class_names: list
     return out
 
 
+def parse_member_weights(text: str) -> list[float]:
+    """'0.6,0.4' -> [0.6, 0.4] (``--member-weights``); ConfigError for anything but numbers."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"--member-weights '{text}': not numbers; write one per model, comma-separated, e.g. 0.6,0.4"
+        ) from None
+
+
 def ensemble(
     weights: Sequence[str | Path],
     data: str | Path,
     *,
     split: str = "val",
     method: str = "mean",
-    member_weights: Sequence[float] | None = None,
+    member_weights: Sequence[float] | str | None = None,
     oof: Sequence[str | Path] | None = None,
     tta: str | bool | None = None,
     batch: int = 64,
@@ -131,22 +141,33 @@ def ensemble(
     fmt: str = "auto",
     out: str | Path | None = None,
     run: str | Path | None = None,
+    project: str | Path | None = None,
+    name: str | None = None,
 ) -> EnsembleResult:
     """Evaluate each checkpoint in ``weights`` and their ensemble on ``split`` of ``data``.
 
-    Writes ``ensemble.json`` in ``out`` (default a new ``runs/<task>/ensemble[-N]``) and, with ``run`` (a
-    run folder), ``run/comparisons/ensemble.json`` for its report.
+    Writes ``ensemble.json`` in ``out`` (default a new run folder ``PROJECT/NAME``, by default
+    ``runs/<task>/ensemble[-N]``; see ``foveal.engine.rundir.output_dir``) and, with ``run`` (a run
+    folder), ``run/comparisons/ensemble.json`` for its report. ``member_weights`` may be text
+    '0.6,0.4' (one per model).
     """
     from foveal.engine.checkpoint import load
     from foveal.engine.evaluation import with_tta
     from foveal.engine.inference import run_model
     from foveal.engine.merge import MergedModel, parse_tta
-    from foveal.engine.rundir import new_run_dir
+    from foveal.engine.rundir import check_out, output_dir
 
     check_choice("--method", method, METHODS)
+    check_out(out, project, name)
+    if isinstance(member_weights, str):
+        member_weights = parse_member_weights(member_weights)
     if len(weights) < 2:
         raise ConfigError(
             f"an ensemble needs at least 2 checkpoints, got {len(weights)}; pass --weights A B ..."
+        )
+    if member_weights is not None and len(member_weights) != len(weights):
+        raise ConfigError(
+            f"--member-weights has {len(member_weights)} values for {len(weights)} models; give one per model"
         )
     loaded = [load(w) for w in weights]
     _check_members(loaded)
@@ -179,7 +200,7 @@ def ensemble(
         )
         kept, _ = run_model(task, merged, samples, batch, workers, device)
     metrics = task.compute_metrics(kept)
-    out_dir = Path(out) if out else new_run_dir(Path("runs") / task.name, "ensemble")
+    out_dir = output_dir(out or None, task.name, "ensemble", project, name)
     result = EnsembleResult(out_dir, task.name, method, split, [str(m.path) for m in loaded], w,
                             member_metrics, metrics)  # fmt: skip
     doc = dumps({**result.to_dict(), "monitor": task.monitor, "tta": tta}, indent=1)

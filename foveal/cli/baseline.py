@@ -7,7 +7,7 @@ from typing import Any
 
 
 def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
-    from foveal.analysis.baseline import baseline, deep_vs_baseline
+    from foveal.analysis.baseline import baseline
     from foveal.cli.show import print_metrics
 
     result = baseline(
@@ -30,9 +30,9 @@ def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
         "metrics": result.metrics,
         "seconds": round(result.seconds, 2),
     }
-    if args.run is not None:
-        out["comparison"] = deep_vs_baseline(args.run, result.metrics)
-        _print_comparison(out["comparison"], f"{args.features}+{args.model}")
+    if result.comparison is not None:
+        out["comparison"] = result.comparison
+        _print_comparison(result.comparison, f"{args.features}+{args.model}")
     print(f"run: {result.run_dir}  ({result.seconds:.1f} s)")
     return out
 

@@ -14,12 +14,7 @@ def run_cv(args: argparse.Namespace) -> dict[str, Any]:
 
     from foveal.analysis.cv import cross_validate
 
-    values = options(args)
-    if "data" not in values:
-        from foveal.errors import ConfigError
-
-        raise ConfigError("no data given; pass --data PATH (a dataset folder, CSV or manifest)")
-    result = cross_validate(values.pop("data"), values.pop("folds"), **values)
+    result = cross_validate(**options(args))
     table = Table(title=f"{len(result.runs)}-fold cross-validation: {result.out}")
     for column in ("metric", "mean", "std", "95% interval"):
         table.add_column(column, justify="left" if column == "metric" else "right")

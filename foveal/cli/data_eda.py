@@ -9,8 +9,7 @@ from foveal.data.kinds import AUTO, task_help
 
 
 def run_eda(args: argparse.Namespace) -> dict[str, Any]:
-    from foveal.data.eda import eda_dataset
-    from foveal.report.eda_html import write_eda_html
+    from foveal.report.eda_html import eda_dataset
 
     report = eda_dataset(
         args.path,
@@ -19,8 +18,8 @@ def run_eda(args: argparse.Namespace) -> dict[str, Any]:
         hamming=args.hamming,
         samples_per_class=args.samples_per_class,
         progress=not args.json,
+        out=args.out,
     )
-    out = write_eda_html(report, args.out)
     ratio = "n/a" if report.imbalance_ratio is None else f"{report.imbalance_ratio:.2f}"
     problems = sum(report.check["counts"].values())
     print(
@@ -28,8 +27,8 @@ def run_eda(args: argparse.Namespace) -> dict[str, Any]:
         f"imbalance ratio {ratio}, {problems} data check finding(s); read in {report.seconds:.1f} s"
     )
     print(f"normalisation: {report.normalisation}")
-    print(f"EDA report: {out}")
-    return {**report.to_dict(), "out": str(out)}
+    print(f"EDA report: {report.out}")
+    return report.to_dict()
 
 
 def add_parser(actions: Any) -> None:

@@ -6,31 +6,6 @@ import argparse
 from typing import Any
 
 from foveal.data.kinds import AUTO, task_help
-from foveal.errors import ConfigError
-
-
-def _fractions(args: argparse.Namespace) -> tuple[tuple[float, float, float], float | None]:
-    """(fractions, test_fraction) for split_dataset from --fractions | --val/--test, and --folds."""
-    from foveal.data.splitting import check_fractions, parse_fractions
-
-    if args.folds is not None:
-        if args.fractions is not None or args.val is not None:
-            raise ConfigError("--folds K: each val fold is 1/K of the data; drop --fractions and --val")
-        return (0.7, 0.15, 0.15), args.test
-    if args.fractions is not None:
-        if args.val is not None or args.test is not None:
-            raise ConfigError("pass either --fractions or --val/--test, not both")
-        return parse_fractions(args.fractions), None
-    if args.keep_test and args.test is not None:
-        raise ConfigError("--keep-test keeps the on-disk test split; drop --test, or drop --keep-test")
-    for flag, value in (("--val", args.val), ("--test", args.test)):
-        if value is not None and not 0.0 <= value < 1.0:
-            raise ConfigError(f"{flag} {value}: must be >= 0 and < 1, e.g. 0.15")
-    val = 0.15 if args.val is None else args.val
-    test = (0.0 if args.keep_test else 0.15) if args.test is None else args.test
-    if val + test >= 1.0:
-        raise ConfigError(f"--val {val} and --test {test} leave nothing for train; lower them")
-    return check_fractions((round(1.0 - val - test, 12), val, test)), None
 
 
 def _print(result: Any) -> None:
@@ -62,17 +37,17 @@ def _print(result: Any) -> None:
 def run_split(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.data.splitting import split_dataset
 
-    fractions, test_fraction = _fractions(args)
     result = split_dataset(
         args.path,
         args.out,
         task=args.task,
         fmt=args.format,
-        fractions=fractions,
+        fractions=args.fractions,
+        val=args.val,
+        test=args.test,
         group_by=args.group_by,
         folds=args.folds,
         seed=args.seed,
-        test_fraction=test_fraction,
         keep_test=args.keep_test,
         force=args.force,
     )

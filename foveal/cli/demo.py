@@ -13,6 +13,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_parsers(commands: Any) -> None:
+
     p = commands.add_parser("demo", help="generate shapes and train/evaluate/predict on them")
     p.add_argument("--project", default="runs/demo", help="where the data and runs go (runs/demo)")
     p.add_argument("--n", type=int, default=None, help="number of images (default per task)")

@@ -23,13 +23,12 @@ def run_ensemble(args: argparse.Namespace) -> dict[str, Any]:
 
     from foveal.analysis.ensemble import ensemble
 
-    member_weights = [float(v) for v in args.member_weights.split(",")] if args.member_weights else None
     result = ensemble(
         args.weights,
         args.data,
         split=args.split,
         method=args.method,
-        member_weights=member_weights,
+        member_weights=args.member_weights,
         oof=args.oof,
         tta=args.tta,
         batch=args.batch,
@@ -38,6 +37,8 @@ def run_ensemble(args: argparse.Namespace) -> dict[str, Any]:
         fmt=args.format,
         out=args.out,
         run=args.run,
+        project=args.project,
+        name=args.name,
     )
     columns = [c for c in COLUMNS if isinstance(result.metrics.get(c), float)]
     table = Table(title=f"ensemble ({result.method}) on {args.data} ({result.split}): {result.out}")
@@ -65,7 +66,9 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="folder for ensemble.json (a new runs/<task>/ensemble-N)")
+    p.add_argument("--out", default=None, help="folder for ensemble.json (default: a new PROJECT/NAME)")
+    p.add_argument("--project", default=None, help="parent folder of the ensemble (default runs/<task>)")
+    p.add_argument("--name", default=None, help="folder name of the ensemble (default ensemble)")
     p.add_argument("--run", default=None, help="also write RUN/comparisons/ensemble.json for its report")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_ensemble)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from foveal.cli.parser import tasks_help
+
 
 def run_val(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.cli.show import print_metrics
-    from foveal.engine.evaluation import evaluate
     from foveal.errors import ConfigError
 
     if args.predictions is not None:
@@ -19,13 +20,15 @@ def run_val(args: argparse.Namespace) -> dict[str, Any]:
                 "pass either --weights (evaluate a model) or --predictions (a results file), not both"
             )
         metrics = evaluate_results(
-            args.data, args.predictions, task=args.task or "detect", split=args.split, fmt=args.format
+            args.data, args.predictions, task=args.task, split=args.split, fmt=args.format
         )
         if not args.json:
             print_metrics(metrics, title=f"{args.predictions} on {args.data} ({args.split})")
         return metrics
     if args.weights is None:
         raise ConfigError("foveal val needs --weights CKPT (or --predictions RESULTS.json for detection)")
+    from foveal.engine.evaluation import evaluate
+
     metrics = evaluate(
         args.weights,
         args.data,
@@ -37,88 +40,45 @@ def run_val(args: argparse.Namespace) -> dict[str, Any]:
         fmt=args.format,
         on_bad_image=args.on_bad_image,
         plots=args.plots,
-        errors=_errors_folder(args) if args.errors is not None else None,
+        errors=args.errors,
+        project=args.project,
+        name=args.name,
+        compare_tta=args.tta,
     )
     if not args.json:
         print_metrics(metrics, title=f"{args.weights} on {args.data} ({args.split})")
         if "errors" in metrics:
             errors = metrics["errors"]
             print(f"error analysis: {errors.get('json')}, plots: {', '.join(errors['plots']) or 'none'}")
-    if args.tta is not None:
-        metrics["tta"] = _val_tta(args, metrics)
+        if "tta" in metrics:
+            print_metrics(metrics["tta"], title=f"with TTA ({args.tta}) on {args.data} ({args.split})")
     return metrics
-
-
-def _val_tta(args: argparse.Namespace, single: dict[str, Any]) -> dict[str, Any]:
-    """Metrics with TTA beside the single pass; saved as the run's comparisons/tta.json."""
-    from foveal.atomic import atomic_write_text
-    from foveal.cli.show import print_metrics
-    from foveal.engine.evaluation import evaluate
-    from foveal.report.html import refresh_report, run_folder
-    from foveal.serialize import dumps
-
-    tta = evaluate(
-        args.weights, args.data, split=args.split, task=args.task, batch=args.batch, workers=args.workers,
-        device=args.device, fmt=args.format, on_bad_image=args.on_bad_image, tta=args.tta,
-    )  # fmt: skip
-    if not args.json:
-        print_metrics(tta, title=f"with TTA ({args.tta}) on {args.data} ({args.split})")
-    run = run_folder(args.weights)
-    if run is not None:
-        doc = {"tta": args.tta, "split": args.split, "data": str(args.data), "metrics": tta, "single": single}
-        atomic_write_text(run / "comparisons" / "tta.json", dumps(doc, indent=1))
-        refresh_report(run)
-    return tta
-
-
-def _errors_folder(args: argparse.Namespace) -> str:
-    """``--errors DIR``; bare ``--errors``: the ``--plots`` folder, else a new ``runs/<task>/errors[-N]``."""
-    if args.errors != "auto":
-        return args.errors
-    if args.plots is not None:
-        return args.plots
-    from foveal.engine.checkpoint import read_checkpoint
-    from foveal.engine.rundir import new_run_dir
-
-    task = read_checkpoint(args.weights)["foveal"]["meta"].get("task", "run")
-    return str(new_run_dir(f"runs/{task}", "errors"))
 
 
 def run_predict(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
     from rich.table import Table
 
-    from foveal.engine.checkpoint import load
-    from foveal.engine.evaluation import json_rows, predict, prediction_folder
+    from foveal.engine.evaluation import json_rows, predict, registered_predict_options
 
-    loaded = load(args.weights, task=args.task)
-    out = prediction_folder(loaded) if args.out == "auto" else args.out
-    if loaded.task.name == "classify":
-        options: dict[str, Any] = {"topk": args.topk}
-    elif loaded.task.name == "segment":
-        options = {
-            "instances": args.instances,
-            "min_size": args.min_size,
-            "fill_holes": args.fill_holes,
-            "open_radius": args.open_radius,
-            "close_radius": args.close_radius,
-        }
-    else:
-        options = {"conf": args.conf, "iou": args.iou, "max_det": args.max_det}
+    options = {name: getattr(args, name) for name in registered_predict_options() if hasattr(args, name)}
     rows = predict(
-        loaded,
+        args.weights,
         args.sources,
-        out=out,
+        out=args.out,
+        task=args.task,
         tta=args.tta,
         batch=args.batch,
         workers=args.workers,
         device=args.device,
         on_bad_image=args.on_bad_image,
         render=args.render,
+        project=args.project,
+        name=args.name,
         **options,
     )
     if not args.json:
-        table = Table(title=f"predictions ({len(rows)} images) in {out}")
+        table = Table(title=f"predictions ({len(rows)} images) in {rows.out}")
         table.add_column("image")
         table.add_column("prediction")
         for row in rows[:50]:
@@ -126,12 +86,33 @@ def run_predict(args: argparse.Namespace) -> dict[str, Any]:
         Console().print(table)
         if len(rows) > 50:
             print(f"... {len(rows) - 50} more")
-    return {"out": str(out), "predictions": json_rows(rows)}
+    return {"out": str(rows.out), "predictions": json_rows(rows)}
+
+
+def add_predict_options(p: argparse.ArgumentParser) -> None:
+    """Every registered task's post-processing options (``Task.predict_options``) as flags; only
+    the flags given reach ``predict``, which checks them against the checkpoint's task. Deferred
+    (``FovealParser.defer``): the task modules import torch."""
+    from foveal.engine.evaluation import predict_flag, registered_predict_options
+
+    group = p.add_argument_group("post-processing (the checkpoint's task's options)")
+    for option in registered_predict_options().values():
+        kwargs: dict[str, Any] = {"dest": option.name, "default": argparse.SUPPRESS, "help": option.help}
+        flag = predict_flag(option.name)
+        if option.type is bool:
+            kwargs["action"] = "store_false" if option.default is True else "store_true"
+            flag = predict_flag(f"no_{option.name}") if option.default is True else flag
+        else:
+            kwargs["type"] = option.type
+            kwargs["help"] += "" if option.default is None else f" ({option.default})"
+        group.add_argument(flag, **kwargs)
 
 
 def _common(p: argparse.ArgumentParser, weights_required: bool = True) -> None:
     p.add_argument("--weights", required=weights_required, help="checkpoint (.ckpt) or run folder")
-    p.add_argument("--task", default=None, help="expected task; fails if the checkpoint is of another")
+    p.add_argument(
+        "--task", default=None, help=tasks_help("expected task (fails if the checkpoint is of another)")
+    )
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--device", default="auto")
@@ -152,7 +133,9 @@ def add_parsers(commands: Any) -> None:
     _common(p, weights_required=False)
     p.add_argument("--data", required=True, help="dataset folder or CSV")
     p.add_argument(
-        "--predictions", default=None, help="detect/instance/pose: evaluate this COCO results JSON instead"
+        "--predictions",
+        default=None,
+        help="evaluate this COCO results JSON instead (a task with COCO metrics; default detect)",
     )
     p.add_argument("--split", default="val", help="val | test | train")
     p.add_argument("--format", default="auto")
@@ -164,23 +147,19 @@ def add_parsers(commands: Any) -> None:
         default=None,
         metavar="DIR",
         help="also write errors.json and error plots (top losses, false positives/negatives) into DIR "
-        "(bare: the --plots folder, else a new runs/<task>/errors-N)",
+        "(bare: PROJECT/NAME when given, else the --plots folder, else a new runs/<task>/errors-N)",
     )
+    p.add_argument("--project", default=None, help="bare --errors: parent folder (default runs/<task>)")
+    p.add_argument("--name", default=None, help="bare --errors: folder name (default errors)")
     p.set_defaults(func=run_val)
     p = commands.add_parser("predict", help="predict image files, folders or globs")
     _common(p)
     p.add_argument("sources", nargs="+", help="images, folders or glob patterns")
     p.add_argument(
-        "--out", default="auto", help="folder for predictions.json/.csv (a new runs/<task>/predict-N)"
+        "--out", default="auto", help="folder for predictions.json/.csv (default: a new PROJECT/NAME)"
     )
-    p.add_argument("--topk", type=int, default=5, help="classify: classes per image")
+    p.add_argument("--project", default=None, help="parent folder of the predictions (default runs/<task>)")
+    p.add_argument("--name", default=None, help="folder name of the predictions (default predict)")
     p.add_argument("--render", action="store_true", help="also write overlay PNGs")
-    p.add_argument("--instances", action="store_true", help="segment: count instances (watershed)")
-    p.add_argument("--min-size", type=int, default=0, help="segment: drop components below N pixels")
-    p.add_argument("--fill-holes", action="store_true", help="segment: fill enclosed holes")
-    p.add_argument("--open-radius", type=int, default=0, help="segment: morphological opening radius")
-    p.add_argument("--close-radius", type=int, default=0, help="segment: morphological closing radius")
-    p.add_argument("--conf", type=float, default=0.25, help="detect: minimum score")
-    p.add_argument("--iou", type=float, default=None, help="detect: extra class-aware NMS at this IoU")
-    p.add_argument("--max-det", type=int, default=300, help="detect: detections per image at most")
+    p.defer(add_predict_options)
     p.set_defaults(func=run_predict)

@@ -23,6 +23,8 @@ def run_explain(args: argparse.Namespace) -> dict[str, Any]:
         region=args.region,
         conf=args.conf,
         device=args.device,
+        project=args.project,
+        name=args.name,
     )
     if not args.json:
         for row in result.rows:
@@ -39,10 +41,9 @@ def run_features(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.errors import ConfigError
 
     if args.list_layers:
-        from foveal.engine.checkpoint import load
         from foveal.explain.features import list_layers
 
-        names = list_layers(load(args.weights).model)
+        names = list_layers(args.weights)
         if not args.json:
             print("\n".join(names))
         return {"layers": names}
@@ -51,7 +52,14 @@ def run_features(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.explain.features import features
 
     path = features(
-        args.weights, args.image, layer=args.layer, out=args.out, max_maps=args.max_maps, device=args.device
+        args.weights,
+        args.image,
+        layer=args.layer,
+        out=args.out,
+        max_maps=args.max_maps,
+        device=args.device,
+        project=args.project,
+        name=args.name,
     )
     if not args.json:
         print(f"feature maps: {path}")
@@ -63,6 +71,13 @@ def _window(text: str) -> list[int]:
         return [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a pixel size or comma list of sizes") from None
+
+
+def _run_folder_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--project", default=None, help="parent folder of a new explain folder (default runs/<task>)"
+    )
+    p.add_argument("--name", default=None, help="name of the new explain folder (default explain)")
 
 
 def add_parsers(commands: Any) -> None:
@@ -94,8 +109,11 @@ def add_parsers(commands: Any) -> None:
     )
     p.add_argument("--steps", type=int, default=32, help="integrated-gradients: number of steps")
     p.add_argument(
-        "--out", default=None, help="folder for the PNGs and explain.json (default: <run>/explain)"
+        "--out",
+        default=None,
+        help="folder for the PNGs and explain.json (default: <run>/explain, else a new PROJECT/NAME)",
     )
+    _run_folder_options(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=run_explain)
@@ -106,8 +124,9 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--list-layers", action="store_true", help="print the conv layer names and exit")
     p.add_argument("--max-maps", type=int, default=64, help="maps drawn at most")
     p.add_argument(
-        "--out", default=None, help="PNG path (default: <run>/explain/features-<layer>-<image>.png)"
+        "--out", default=None, help="PNG path (default: <explain folder>/features-<layer>-<image>.png)"
     )
+    _run_folder_options(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=run_features)

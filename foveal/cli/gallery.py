@@ -11,7 +11,6 @@ from foveal.data.kinds import AUTO, task_help
 def run_gallery(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.report.gallery import write_gallery
 
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     result = write_gallery(
         args.path,
         args.out,
@@ -21,7 +20,7 @@ def run_gallery(args: argparse.Namespace) -> dict[str, Any]:
         sample=args.sample,
         size=args.size,
         seed=args.seed,
-        classes=classes,
+        classes=args.classes,
         split=args.split,
         mistakes_only=args.mistakes_only,
     )

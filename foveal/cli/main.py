@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from foveal import __version__
 from foveal.errors import FovealError
 from foveal.serialize import dumps
 
+if TYPE_CHECKING:
+    from foveal.cli.parser import FovealParser
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser() -> FovealParser:
     from foveal.cli import (
         baseline,
         calibrate,
@@ -28,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         report,
         train,
     )
+    from foveal.cli.parser import FovealParser
 
-    parser = argparse.ArgumentParser(
+    parser = FovealParser(
         prog="foveal",
         description="Deep-learning computer vision: data, training, evaluation, understanding, deployment.",
     )

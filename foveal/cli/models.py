@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from foveal.cli.parser import tasks_help
+
 
 def run_models(args: argparse.Namespace) -> list[dict[str, str]]:
     from rich.console import Console
     from rich.table import Table
 
-    from foveal.models.registry import list_models
+    from foveal.tasks import list_models
 
     rows = list_models(task=args.task, pattern=args.pattern)
     if not args.json:
@@ -30,6 +32,6 @@ def add_parsers(commands: Any) -> None:
     p.add_argument(
         "pattern", nargs="?", default=None, help="fnmatch pattern, e.g. 'tv:resnet*' or 'timm:vit*'"
     )
-    p.add_argument("--task", default=None)
+    p.add_argument("--task", default=None, help=tasks_help("only the models of this task's model family"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_models)

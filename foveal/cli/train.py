@@ -3,70 +3,58 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from dataclasses import MISSING
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
+
+from foveal.config import mapping
 
 S = argparse.SUPPRESS
 
 
-def _int_or_auto(value: str) -> int | str:
-    return value if value == "auto" else int(value)
+GROUPS = ("data", "model", "optimisation", "run")
+
+
+def flag_arguments(f: dataclasses.Field, kind: Any) -> tuple[str, dict[str, Any]]:
+    """The flag and ``add_argument`` keywords of TrainConfig field ``f`` (annotation ``kind``) from
+    its metadata (``foveal.config.option``); the value reaches the config only when given."""
+    meta = f.metadata
+    kwargs: dict[str, Any] = {"dest": f.name, "default": S}
+    kinds = [k for k in get_args(kind) if k is not type(None)] or [kind]
+    if kind is bool:
+        kwargs["action"] = "store_false" if f.default is True else "store_true"
+        flag = meta.get("flag") or (f"--no-{f.name}" if f.default is True else f"--{f.name}")
+    else:
+        flag = meta.get("flag") or f"--{f.name}"
+        if "parse" in meta:
+            kwargs["type"] = meta["parse"]
+        elif kinds == [dict]:
+            kwargs["type"] = mapping
+        elif len(kinds) == 1 and kinds[0] in (int, float):
+            kwargs["type"] = kinds[0]
+        if "metavar" in meta:
+            kwargs["metavar"] = meta["metavar"]
+    shown = f.default not in (MISSING, None) and kind is not bool and meta.get("show_default", True)
+    kwargs["help"] = meta["help"] + (f" ({f.default})" if shown else "")
+    if meta.get("tasks"):  # the registered tasks, from the one registry
+        from foveal.tasks import task_help
+
+        kwargs["help"] += f": {task_help()}"
+    return flag.replace("_", "-"), kwargs
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    """Every TrainConfig field as a flag; only flags given on the command line reach the config."""
-    data = p.add_argument_group("data")
-    data.add_argument("--task", default=S, help="classify (default) | segment | detect | instance | pose")
-    data.add_argument("--data", default=S, help="dataset folder or CSV file")
-    data.add_argument("--val", default=S, help="separate validation folder or CSV")
-    data.add_argument("--format", default=S, help="auto|imagefolder|csv|masks|coco|yolo|voc")
-    data.add_argument("--kind", default=S, help="auto|binary|multiclass|multilabel")
-    data.add_argument("--val-fraction", type=float, default=S, help="held-out share when no val split (0.2)")
-    data.add_argument("--on-bad-image", default=S, help="error (default) | skip: skip unreadable images")
-    data.add_argument("--imgsz", type=int, default=S, help="input size in pixels (64)")
-    data.add_argument("--aug", default=S, help="augmentation preset none|light|medium|heavy (light)")
-    data.add_argument("--workers", type=int, default=S, help="data loader processes")
-    model = p.add_argument_group("model")
-    model.add_argument("--model", default=S, help="registry name, e.g. smallresnet, tv:resnet18, timm:...")
-    model.add_argument("--pretrained", default=S, help="weights file (foveal/torchvision/timm) or 'hub'")
-    model.add_argument("--freeze", default=S, help="'backbone': train the head only")
-    model.add_argument("--unfreeze-at", type=int, default=S, help="epoch at which the backbone is released")
-    opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=S)
-    opt.add_argument("--batch", type=int, default=S)
-    opt.add_argument("--lr", default=S, help="learning rate, or 'auto' for the range test")
-    opt.add_argument("--optimizer", default=S, help="sgd|rmsprop|adam|adamw|radam (adamw)")
-    opt.add_argument("--weight-decay", type=float, default=S)
-    opt.add_argument("--momentum", type=float, default=S)
-    opt.add_argument("--nesterov", action="store_true", default=S)
-    opt.add_argument("--lookahead", action="store_true", default=S)
-    opt.add_argument("--scheduler", default=S, help="none|step|cosine|onecycle|cyclic (cosine)")
-    opt.add_argument("--warmup-epochs", type=float, default=S)
-    opt.add_argument("--step-size", type=int, default=S, help="epochs between step decays")
-    opt.add_argument("--gamma", type=float, default=S, help="step decay factor")
-    opt.add_argument("--loss", default=S, help="auto|ce|bce|focal")
-    opt.add_argument("--label-smoothing", type=float, default=S)
-    opt.add_argument(
-        "--balance", default=S, help="class imbalance: none|oversample|undersample|weights (none)"
-    )
-    opt.add_argument("--balance-weights", default=S, help="--balance weights scheme: inverse|effective")
-    opt.add_argument("--balance-beta", type=float, default=S, help="effective-number beta (0.999)")
-    opt.add_argument("--focal-gamma", type=float, default=S)
-    opt.add_argument("--patience", type=int, default=S, help="early stopping patience in epochs")
-    opt.add_argument("--grad-clip", type=float, default=S)
-    opt.add_argument("--amp", action="store_true", default=S, help="mixed precision (CUDA)")
-    opt.add_argument("--ema", action="store_true", default=S, help="exponential moving average of weights")
-    opt.add_argument("--ema-decay", type=float, default=S)
-    opt.add_argument("--seed", type=int, default=S)
-    run = p.add_argument_group("run")
-    run.add_argument("--device", default=S, help="auto|cpu|cuda|mps")
-    run.add_argument("--devices", type=_int_or_auto, default=S)
-    run.add_argument("--num-nodes", type=int, default=S)
-    run.add_argument("--strategy", default=S, help="Lightning strategy, e.g. ddp, fsdp")
-    run.add_argument("--project", default=S, help="parent folder of runs (runs/<task>)")
-    run.add_argument("--name", default=S, help="run name (default: the model name)")
-    run.add_argument("--config", default=S, help="YAML file of these options")
-    run.add_argument("--no-progress", dest="progress", action="store_false", default=S)
+    """Every TrainConfig field as a flag (``flag_arguments``), in its group; only flags given on the
+    command line reach the config."""
+    from foveal.config import TrainConfig
+
+    groups = {name: p.add_argument_group(name) for name in GROUPS}
+    kinds = get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag, kwargs = flag_arguments(f, kinds[f.name])
+        groups[f.metadata["group"]].add_argument(flag, **kwargs)
+    groups["run"].add_argument("--config", default=S, help="YAML file of these options")
 
 
 def options(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -79,6 +79,7 @@ class EdaReport:
     groups: list[dict[str, Any]]
     seconds: float = 0.0
     thumbnails: dict[str, str] = field(default_factory=dict, repr=False)  # path -> data: URI
+    out: str | None = None  # the HTML page written (``eda_dataset(out=...)``)
 
     @property
     def normalisation(self) -> str:
@@ -326,7 +327,8 @@ def eda_dataset(
     """Statistics of the dataset at ``path`` (any layout ``data check`` reads; ``task``/``fmt`` as there).
 
     ``hamming``: near-duplicate dHash distance for the findings; ``samples_per_class``: thumbnails per
-    class in the grids (seeded by ``seed``). DataError when the path is missing or holds no images.
+    class in the grids (seeded by ``seed``). ``foveal.report.eda_html.eda_dataset`` (``foveal.eda_dataset``)
+    also writes it as an HTML page. DataError when the path is missing or holds no images.
     """
     start = time.perf_counter()
     if samples_per_class < 0:

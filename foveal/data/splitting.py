@@ -184,41 +184,80 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return atomic_write_text(path, buffer.getvalue())
 
 
+def split_fractions(
+    fractions: Sequence[float] | str | None = None,
+    val: float | None = None,
+    test: float | None = None,
+    folds: int | None = None,
+    keep_test: bool = False,
+) -> tuple[tuple[float, float, float], float | None]:
+    """The (train, val, test) fractions of a split, and the held-out test fraction of k-fold (None: no
+    test part), from ``fractions`` (a sequence or text '0.7,0.15,0.15') or ``val``/``test``.
+
+    Without either: val 0.15 and test 0.15 (0 with ``keep_test``, whose test split is the on-disk
+    one); train gets the rest. With ``folds`` each val fold is 1/K of the data: ``fractions`` and
+    ``val`` do not apply and ``test`` is the held-out part. ConfigError (one line) on conflicts or
+    values out of range."""
+    if folds is not None:
+        if fractions is not None or val is not None:
+            raise ConfigError("--folds K: each val fold is 1/K of the data; drop --fractions and --val")
+        if test is not None and not 0.0 <= float(test) < 1.0:
+            raise ConfigError(f"--test {test}: the test fraction must be >= 0 and < 1, e.g. 0.2")
+        return (0.7, 0.15, 0.15), None if test is None else float(test)
+    if fractions is not None:
+        if val is not None or test is not None:
+            raise ConfigError("pass either --fractions or --val/--test, not both")
+        return parse_fractions(fractions) if isinstance(fractions, str) else check_fractions(fractions), None
+    if keep_test and test is not None:
+        raise ConfigError("--keep-test keeps the on-disk test split; drop --test, or drop --keep-test")
+    for flag, value in (("--val", val), ("--test", test)):
+        if value is not None and not 0.0 <= value < 1.0:
+            raise ConfigError(f"{flag} {value}: must be >= 0 and < 1, e.g. 0.15")
+    val = 0.15 if val is None else val
+    test = (0.0 if keep_test else 0.15) if test is None else test
+    if val + test >= 1.0:
+        raise ConfigError(f"--val {val} and --test {test} leave nothing for train; lower them")
+    return check_fractions((round(1.0 - val - test, 12), val, test)), None
+
+
 def split_dataset(
     path: str | Path,
     out: str | Path,
     *,
     task: str = "auto",
     fmt: str = "auto",
-    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    fractions: Sequence[float] | str | None = None,
+    val: float | None = None,
+    test: float | None = None,
     group_by: str | None = None,
     folds: int | None = None,
     seed: int = 0,
-    test_fraction: float | None = None,
     keep_test: bool = False,
     force: bool = False,
+    test_fraction: float | None = None,
 ) -> SplitResult:
     """Split every image of the dataset at ``path`` and write manifests to the folder ``out``.
 
-    Without ``folds``: ``fractions`` (train, val[, test]; test 0 = no test split) -> ``split.json``.
-    With ``folds`` K: ``fold_k.json`` (train / val = part k / test) and ``folds.csv``; ``test_fraction``
-    first holds out an untouched test part (``fractions`` is unused). ``group_by``: a classification CSV
+    Without ``folds``: ``fractions`` (train, val[, test]; test 0 = no test split; or text
+    '0.7,0.15,0.15'), or ``val``/``test`` (train gets the rest; default 0.15 each) -> ``split.json``
+    (see :func:`split_fractions`). With ``folds`` K: ``fold_k.json`` (train / val = part k / test) and
+    ``folds.csv``; ``test`` first holds out an untouched test part. ``group_by``: a classification CSV
     column or a file-name regex (see ``group_keys``); a group never spans two parts. ``keep_test``: the
     on-disk test split stays the test split and the rest is split (train and val in the ratio of their
-    fractions). ``force`` replaces manifests already in ``out``. Same ``seed`` -> same manifests.
+    fractions; by default val 0.15). ``force`` replaces manifests already in ``out``. Same ``seed`` ->
+    same manifests. ``test_fraction``: the older name of ``test``.
     """
     if folds is not None and (isinstance(folds, bool) or int(folds) != folds or folds < 2):
         raise ConfigError(f"--folds {folds}: k-fold needs an integer K >= 2, e.g. --folds 5")
-    if folds is None:
-        if test_fraction is not None:
-            raise ConfigError("test_fraction is for folds; give the test part in fractions (train,val,test)")
-        train, val, test = check_fractions(fractions)
-    else:
-        test = 0.0 if test_fraction is None else float(test_fraction)
-        if not 0.0 <= test < 1.0:
-            raise ConfigError(f"--test {test_fraction}: the test fraction must be >= 0 and < 1, e.g. 0.2")
-    if keep_test and test_fraction is not None:
-        raise ConfigError("--keep-test keeps the on-disk test split; drop --test, or drop --keep-test")
+    if test_fraction is not None:
+        if test is not None:
+            raise ConfigError("pass test (test_fraction is its older name), not both")
+        test = test_fraction
+    (train, val, test), held_out = split_fractions(fractions, val, test, folds, keep_test)
+    if folds is not None:
+        if keep_test and held_out is not None:
+            raise ConfigError("--keep-test keeps the on-disk test split; drop --test, or drop --keep-test")
+        test = 0.0 if held_out is None else held_out
     out = Path(out).expanduser()
     _check_out(out, force)
     index = index_dataset(path, task, fmt, mask_classes=True)

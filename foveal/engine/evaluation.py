@@ -17,8 +17,9 @@ from foveal.data.checks import drop_unreadable
 from foveal.data.sample import Sample
 from foveal.engine.checkpoint import Loaded, load
 from foveal.engine.inference import expand_sources, run_model
+from foveal.errors import ConfigError, did_you_mean
 from foveal.serialize import dumps
-from foveal.tasks.base import Task
+from foveal.tasks.base import PredictOption, Task
 
 log = logging.getLogger("foveal")
 
@@ -37,14 +38,35 @@ def evaluate(
     plots: str | Path | None = None,
     tta: str | bool | None = None,
     errors: str | Path | None = None,
+    project: str | Path | None = None,
+    name: str | None = None,
+    compare_tta: str | bool | None = None,
 ) -> dict[str, Any]:
     """Metrics of checkpoint ``weights`` (a path, or a model from :func:`foveal.load`) on ``split`` of
     ``data`` (same keys as a run's metrics.json). ``plots`` (a folder) also writes the task's plots.
     ``tta``: test-time augmentation views (see ``foveal.engine.merge``), e.g. "hflip" or "hflip,vflip".
     ``errors`` (a folder): the error analysis of the same pass (``foveal.engine.error_report.write_errors``:
-    errors.json and its plots); the metrics gain "errors" ({"json", "plots"}).
+    errors.json and its plots); the metrics gain "errors" ({"json", "plots"}). ``errors="auto"``: a new
+    run folder ``PROJECT/NAME`` (``project``, ``name``; see ``foveal.engine.rundir.output_dir``), else
+    the ``plots`` folder, else a new ``runs/<task>/errors[-N]``.
+    ``compare_tta`` (views, as ``tta``): also evaluate with TTA; the metrics (of the single pass) gain
+    "tta" (the TTA metrics) and, when ``weights`` belongs to a run folder, ``RUN/comparisons/tta.json``
+    holds both and the run's report is rebuilt.
     """
+    from foveal.engine.rundir import output_dir
+
+    if tta and compare_tta:
+        raise ConfigError("pass tta (evaluate with TTA) or compare_tta (with and without TTA), not both")
     loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
+    if errors == "auto":
+        named = project is not None or name is not None
+        errors = (
+            plots
+            if plots is not None and not named
+            else output_dir(None, loaded.task.name, "errors", project, name)
+        )
+    elif project is not None or name is not None:
+        raise ConfigError("--project/--name name the --errors folder; pass a bare --errors with them")
     samples = drop_unreadable(loaded.task.load_eval_data(str(data), split, fmt), on_bad_image)
     kept, predictions = run_model(loaded.task, with_tta(loaded, tta), samples, batch, workers, device)
     metrics = loaded.task.compute_metrics(kept)
@@ -54,7 +76,87 @@ def evaluate(
         from foveal.engine.error_report import write_errors
 
         metrics["errors"] = write_errors(loaded.task, kept, metrics, samples, predictions, errors)
-    return {**metrics, "split": split, "weights": str(loaded.path)}
+    metrics = {**metrics, "split": split, "weights": str(loaded.path)}
+    if compare_tta:
+        metrics["tta"] = _compare_tta(loaded, data, samples, metrics, compare_tta, batch, workers, device)
+    return metrics
+
+
+def _compare_tta(
+    loaded: Loaded,
+    data: str | Path,
+    samples: list[Sample],
+    single: dict[str, Any],
+    views: str | bool,
+    batch: int,
+    workers: int | None,
+    device: str,
+) -> dict[str, Any]:
+    """The metrics with TTA ``views`` on the same samples; saved beside the single pass as the run's
+    comparisons/tta.json (when the checkpoint belongs to a run), whose report is rebuilt."""
+    from foveal.report.html import refresh_report, run_folder
+
+    kept, _ = run_model(loaded.task, with_tta(loaded, views), samples, batch, workers, device)
+    metrics = {**loaded.task.compute_metrics(kept), "split": single["split"], "weights": str(loaded.path)}
+    run = run_folder(loaded.path)
+    if run is not None:
+        doc = {
+            "tta": views,
+            "split": single["split"],
+            "data": str(data),
+            "metrics": metrics,
+            "single": single,
+        }
+        atomic_write_text(run / "comparisons" / "tta.json", dumps(doc, indent=1))
+        refresh_report(run)
+    return metrics
+
+
+class Predictions(list):
+    """What :func:`predict` returns: one dict per image, and ``out``, the folder they were written to
+    (None when not written)."""
+
+    out: Path | None = None
+
+
+def registered_predict_options() -> dict[str, PredictOption]:
+    """Every registered task's ``predict_options`` by name (the first task's, for a name several
+    declare); a task whose module does not import is left out (logged)."""
+    from foveal.tasks import get_task, task_names
+
+    found: dict[str, PredictOption] = {}
+    for task_name in task_names():
+        try:
+            task_cls = get_task(task_name)
+        except (ImportError, AttributeError) as err:
+            log.debug("task %s left out of the predict options: %s", task_name, err)
+            continue
+        for option in task_cls.predict_options:
+            found.setdefault(option.name, option)
+    return found
+
+
+def predict_flag(name: str) -> str:
+    """The command-line flag of a predict option ('max_det' -> '--max-det')."""
+    return "--" + name.replace("_", "-")
+
+
+def task_options(task: Task, options: dict[str, Any]) -> dict[str, Any]:
+    """``task``'s post-processing options: its ``predict_options`` defaults updated with ``options``;
+    an option of another task, or of none, is a ConfigError."""
+    own = {option.name: option.default for option in task.predict_options}
+    for key in options:
+        if key in own:
+            continue
+        theirs = ", ".join(predict_flag(n) for n in own) or "none"
+        if key in registered_predict_options():
+            raise ConfigError(
+                f"{predict_flag(key)} is not an option of a {task.name} model; its options: {theirs}"
+            )
+        raise ConfigError(
+            f"unknown predict option '{key}'{did_you_mean(key, list(own))}; {task.name} options: {theirs}"
+        )
+    return {**own, **options}
 
 
 def predict(
@@ -69,28 +171,38 @@ def predict(
     on_bad_image: str = "error",
     render: bool = False,
     tta: str | bool | None = None,
+    project: str | Path | None = None,
+    name: str | None = None,
     **options: Any,
-) -> list[dict[str, Any]]:
+) -> Predictions:
     """Predict every image in ``sources`` (files, folders, globs) with checkpoint ``weights`` (a path, or
     a model from :func:`foveal.load`, which saves re-loading it for every call).
 
-    ``options`` go to the task's post-processing (classify: ``topk``; segment: ``instances``,
-    ``min_size``, ``fill_holes``, ``open_radius``, ``close_radius``). Returns one dict per image:
-    {"path", **prediction} (segmentation rows carry the class mask as a numpy array under "mask").
-    With ``out``, writes ``predictions.json`` and ``predictions.csv`` (arrays left out) and the
-    task's per-image files (segment: mask and overlay PNGs; ``render``: overlays for every task)
-    into that folder; ``out="auto"`` picks a new folder ``runs/<task>/predict[-N]``. ``tta``: as in
-    :func:`evaluate`.
+    ``options`` go to the task's post-processing: its ``predict_options`` (classify: ``topk``; segment:
+    ``instances``, ``min_size``, ``fill_holes``, ``open_radius``, ``close_radius``; detect/instance/pose:
+    ``conf``, ``iou``, ``max_det``); another task's option is a ConfigError. Returns one dict per image:
+    {"path", **prediction} (segmentation rows carry the class mask as a numpy array under "mask"), as
+    a list whose ``out`` is the folder written. With ``out``, writes ``predictions.json`` and
+    ``predictions.csv`` (arrays left out) and the task's per-image files (segment: mask and overlay
+    PNGs; ``render``: overlays for every task) into that folder; ``out="auto"`` (or ``project``/``name``)
+    picks a new run folder ``PROJECT/NAME``, by default ``runs/<task>/predict[-N]`` (see
+    ``foveal.engine.rundir.output_dir``). ``tta``: as in :func:`evaluate`.
     """
+    from foveal.engine.rundir import output_dir
+
     loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
-    if out == "auto":
-        out = prediction_folder(loaded)
+    options = task_options(loaded.task, options)
+    if out == "auto" or (out is None and (project is not None or name is not None)):
+        out = output_dir(None, loaded.task.name, "predict", project, name)
+    elif out is not None:
+        out = output_dir(out, loaded.task.name, "predict", project, name)
     paths = expand_sources([sources] if isinstance(sources, str) else list(sources))
     samples = drop_unreadable([Sample(str(p)) for p in paths], on_bad_image)
     _, predictions = run_model(
         loaded.task, with_tta(loaded, tta), samples, batch, workers, device, keep=False, **options
     )
-    rows = []
+    rows = Predictions()
+    rows.out = None if out is None else Path(out)
     for i, (sample, prediction) in enumerate(zip(samples, predictions)):
         prediction = loaded.task.finalize(prediction, sample)
         row = {"path": sample.path, **prediction.to_dict(), "summary": prediction.summary()}
@@ -113,11 +225,12 @@ def with_tta(loaded: Loaded, tta: str | bool | None) -> torch.nn.Module:
     return MergedModel(loaded.task, [loaded.model], views) if views else loaded.model
 
 
-def prediction_folder(loaded: Loaded) -> Path:
-    """A new folder ``runs/<task>/predict[-N]`` (earlier predictions are never overwritten)."""
-    from foveal.engine.rundir import new_run_dir
+def prediction_folder(loaded: Loaded, project: str | Path | None = None, name: str | None = None) -> Path:
+    """A new run folder for predictions: ``PROJECT/NAME``, by default ``runs/<task>/predict[-N]``
+    (earlier predictions are never overwritten)."""
+    from foveal.engine.rundir import output_dir
 
-    return new_run_dir(Path("runs") / loaded.task.name, "predict")
+    return output_dir(None, loaded.task.name, "predict", project, name)
 
 
 def json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

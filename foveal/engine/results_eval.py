@@ -1,7 +1,8 @@
 """Evaluate a COCO results file (from foveal or any other tool) against a dataset's ground truth.
 
-``foveal val --task detect|instance|pose --data PATH --predictions RESULTS.json`` gives the same
-metrics and keys as evaluating a model: box metrics always, ``segm_*`` for instance, ``kpt_*`` for pose.
+``foveal val --task T --data PATH --predictions RESULTS.json`` gives the same metrics and keys as
+evaluating a model of task T: one set per COCO IoU type the task declares (``Task.coco_iou_types``):
+box metrics, ``segm_*`` for masks (instance), ``kpt_*`` for keypoints (pose).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from foveal.data.sample import Sample
-from foveal.errors import DataError, check_choice
+from foveal.errors import ConfigError, DataError
 
-RESULT_TASKS = ("detect", "instance", "pose")
+# the metric-name prefix of each COCO IoU type
+METRIC_PREFIX = {"bbox": "", "segm": "segm_", "keypoints": "kpt_"}
 
 
 def ground_truth(
@@ -67,20 +69,24 @@ def _original_ids(data: Path) -> dict[Any, str]:
 def evaluate_results(
     data: str | Path,
     predictions: str | Path,
-    task: str = "detect",
+    task: str | None = None,
     split: str = "val",
     fmt: str = "auto",
     kpt_sigmas: list[float] | None = None,
 ) -> dict[str, Any]:
     """COCO metrics of the results file ``predictions`` on ``split`` of ``data``.
 
+    ``task`` (default detect) says which COCO IoU types are evaluated (``Task.coco_iou_types``).
     Detections are matched to images by ``file_name`` when they carry one (foveal writes it), else by
     ``image_id`` as numbered in the dataset's COCO annotation file. Category ids are the dataset's.
     """
     from foveal.data.det_loading import load_detection
     from foveal.metrics.detection import coco_evaluate
+    from foveal.tasks import get_task
 
-    check_choice("task", task, RESULT_TASKS)
+    task_cls = get_task(task or "detect")
+    if not task_cls.coco_iou_types:
+        raise ConfigError(f"--predictions is not supported for --task {task_cls.name}")
     data = Path(data)
     loaded = load_detection(data, fmt)
     present = [name for name, part in loaded.splits.items() if part]
@@ -109,10 +115,8 @@ def evaluate_results(
         )
     class_names = [c["name"] for c in loaded.categories]
     metrics: dict[str, Any] = {"n": len(samples), "detections": len(results), "unmatched": unmatched}
-    metrics.update(coco_evaluate(gt, results, "bbox", class_names))
-    if task == "instance":
-        metrics.update({f"segm_{k}": v for k, v in coco_evaluate(gt, results, "segm", class_names).items()})
-    if task == "pose":
-        kpt = coco_evaluate(gt, results, "keypoints", class_names, kpt_sigmas=kpt_sigmas)
-        metrics.update({f"kpt_{k}": v for k, v in kpt.items()})
+    for iou_type in task_cls.coco_iou_types:
+        sigmas = kpt_sigmas if iou_type == "keypoints" else None
+        found = coco_evaluate(gt, results, iou_type, class_names, kpt_sigmas=sigmas)
+        metrics.update({f"{METRIC_PREFIX[iou_type]}{k}": v for k, v in found.items()})
     return {**metrics, "split": split, "predictions": str(predictions)}

@@ -30,8 +30,13 @@ _DETECTION_BRANCHES = ("heatmap", "size", "offset", "keypoints")  # CenterNet pr
 _PROJECTION = {"shortcut", "downsample"}  # residual 1x1 projections: they run after the block's main convs
 
 
-def list_layers(model: nn.Module) -> list[str]:
-    """Names of the ``nn.Conv2d`` modules of ``model``, in definition (``named_modules``) order."""
+def list_layers(model: nn.Module | str | Path) -> list[str]:
+    """Names of the ``nn.Conv2d`` modules of ``model`` (a module, or a checkpoint / run folder), in
+    definition (``named_modules``) order."""
+    if not isinstance(model, nn.Module):
+        from foveal.engine.checkpoint import load
+
+        model = load(model).model
     return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
 
 
@@ -175,15 +180,19 @@ def save_figure(fig: Figure, out: str | Path, metadata: dict[str, str] | None = 
     return atomic_write(out, lambda handle: fig.savefig(handle, format="png", dpi=DPI, metadata=metadata))
 
 
-def output_folder(checkpoint: str | Path) -> Path:
-    """``<run>/explain`` when ``checkpoint`` sits in ``<run>/checkpoints/`` of a run with config.yaml,
-    else a new ``runs/explain[-N]``."""
-    run = Path(checkpoint).parent.parent
-    if (run / "config.yaml").is_file():
-        return run / "explain"
-    from foveal.engine.rundir import new_run_dir
+def output_folder(
+    checkpoint: str | Path, task: str, project: str | Path | None = None, name: str | None = None
+) -> Path:
+    """Where explanations of ``checkpoint`` (a ``task`` model) go: a new run folder ``PROJECT/NAME``
+    when either is given (``foveal.engine.rundir.output_dir``); else ``<run>/explain`` when the
+    checkpoint sits in ``<run>/checkpoints/`` of a run with config.yaml, else a new
+    ``runs/<task>/explain[-N]``."""
+    from foveal.engine.rundir import output_dir
 
-    return new_run_dir("runs", "explain")
+    run = Path(checkpoint).parent.parent
+    if project is None and name is None and (run / "config.yaml").is_file():
+        return run / "explain"
+    return output_dir(None, task, "explain", project, name)
 
 
 def features(
@@ -194,19 +203,24 @@ def features(
     out: str | Path | None = None,
     max_maps: int = 64,
     device: str = "auto",
+    project: str | Path | None = None,
+    name: str | None = None,
 ) -> Path:
     """Write a grid PNG of ``layer``'s feature maps (default: :func:`default_layer`) for ``image``.
 
     Each of the first ``max_maps`` channels is min-max normalised on its own; the title names the
     layer and its output shape (C, h, w). ``out``: the PNG path (default
-    ``<explain folder>/features-<layer>-<image stem>.png``, see :func:`output_folder`). Returns it.
+    ``<explain folder>/features-<layer>-<image stem>.png``, see :func:`output_folder`, which
+    ``project``/``name`` choose). Returns it.
     """
     from foveal.engine.checkpoint import load
     from foveal.engine.inference import pick_device
+    from foveal.engine.rundir import check_out
     from foveal.explain.targets import prepare_image
 
     if max_maps < 1:
         raise ConfigError(f"--max-maps {max_maps}: must be at least 1")
+    check_out(out, project, name)
     target = pick_device(device)
     loaded = load(weights, device=target)
     model, task = loaded.model, loaded.task
@@ -216,12 +230,13 @@ def features(
     def run() -> None:
         model(x)
 
-    name = layer if layer is not None else default_layer(model, task.explain_kind, run)
-    maps = feature_maps(model, find_layer(model, name), run)
+    layer = layer if layer is not None else default_layer(model, task.explain_kind, run)
+    maps = feature_maps(model, find_layer(model, layer), run)
     if out is None:
-        out = output_folder(loaded.path) / f"features-{name.replace('.', '_')}-{Path(image).stem}.png"
+        folder = output_folder(loaded.path, task.name, project, name)
+        out = folder / f"features-{layer.replace('.', '_')}-{Path(image).stem}.png"
     shown = min(max_maps, maps.shape[0])
-    title = f"{name}  output {tuple(maps.shape)}  ({shown} of {maps.shape[0]} maps)  {Path(image).name}"
+    title = f"{layer}  output {tuple(maps.shape)}  ({shown} of {maps.shape[0]} maps)  {Path(image).name}"
     return plot_feature_grid(maps.numpy(), title, out, max_maps)
 
 

@@ -192,6 +192,8 @@ def explain(
     region: str | Sequence[float] | None = None,
     conf: float = 0.25,
     device: str = "auto",
+    project: str | Path | None = None,
+    name: str | None = None,
 ) -> ExplainResult:
     """Saliency maps of a checkpoint's predictions on image files/folders/globs ``sources``.
 
@@ -201,16 +203,19 @@ def explain(
     input pixels. ``steps``: integrated-gradients steps. ``box``: detect, index of the detection
     (score >= ``conf``, best first; default 0). ``region``: segment, ``x0,y0,x1,y1`` image pixels.
     Writes ``<out>/<image stem>.png`` (original | heatmap | overlay, a row per method) and
-    ``<out>/explain.json``; ``out`` defaults to ``<run>/explain`` (see ``features.output_folder``).
+    ``<out>/explain.json``; ``out`` defaults to ``<run>/explain``, else a new ``runs/<task>/explain[-N]``,
+    or with ``project``/``name`` a new ``PROJECT/NAME`` (see ``features.output_folder``).
     """
     from foveal.atomic import atomic_write_text
     from foveal.engine.checkpoint import load
     from foveal.engine.inference import expand_sources, pick_device
+    from foveal.engine.rundir import check_out
     from foveal.explain.features import default_layer, find_layer, output_folder, plot_saliency
     from foveal.explain.targets import image_box, objective, prepare_image
     from foveal.serialize import dumps
 
     methods = parse_methods(method)
+    check_out(out, project, name)
     if steps < 1:
         raise ConfigError(f"--steps {steps}: integrated gradients needs at least 1 step")
     paths = expand_sources([sources] if isinstance(sources, (str, Path)) else list(sources))
@@ -221,7 +226,8 @@ def explain(
         if isinstance(getattr(module, "inplace", None), bool):
             module.inplace = False
     model.requires_grad_(False)  # only input and activation gradients are needed
-    out_dir = Path(out) if out is not None else output_folder(loaded.path)
+    in_run = out is None and project is None and name is None
+    out_dir = Path(out) if out is not None else output_folder(loaded.path, task.name, project, name)
     mean = torch.tensor(task.meta.mean, device=dev).view(1, 3, 1, 1)
     std = torch.tensor(task.meta.std, device=dev).view(1, 3, 1, 1)
     layer_name, layer_module = layer, None
@@ -274,7 +280,7 @@ def explain(
     json_path = atomic_write_text(out_dir / "explain.json", dumps(summary, indent=1))
     from foveal.report.html import refresh_report
 
-    if out is None:
+    if in_run:
         refresh_report(weights)  # the run's report gains the saliency examples
     return ExplainResult(out_dir, json_path, overlays, rows, all_maps)
 

@@ -224,7 +224,8 @@ def _matches(name: str, pattern: str | None) -> bool:
 def list_models(task: str | None = None, pattern: str | None = None) -> list[tuple[str, str, str]]:
     """Models the registry can build, as (name, task, description) rows, own names first.
 
-    ``task`` filters by task; ``pattern`` is an fnmatch pattern (``resnet*``, ``tv:vit*``,
+    ``task`` filters by model family (``foveal.tasks.list_models`` maps a task to it); ``pattern`` is an
+    fnmatch pattern (``resnet*``, ``tv:vit*``,
     ``timm:efficientnet*``, ``smp:unet:*``) matched against the full name or the name without prefix.
     timm's ~1,300 names are listed only when a pattern is given; otherwise one row counts them. smp
     models are listed per architecture; with an encoder in the pattern (``smp:fpn:res*``) per encoder.

@@ -22,6 +22,7 @@ from matplotlib.ticker import NullFormatter
 
 from foveal.atomic import atomic_write_text
 from foveal.data.eda import EdaReport
+from foveal.data.eda import eda_dataset as dataset_statistics
 
 DPI = 100
 MAX_BARS = 40  # classes drawn in bar charts (the tables list all)
@@ -298,6 +299,15 @@ def _findings(report: EdaReport) -> str:
     listed = "".join(f"<li><b>{_e(f['kind'])}</b>: {_e(f['detail'])}</li>" for f in others[:50])
     more = f"<li class='muted'>... {len(others) - 50} more</li>" if len(others) > 50 else ""
     return table + "".join(groups) + (f"<ul>{listed}{more}</ul>" if listed else "")
+
+
+def eda_dataset(path: str | Path, *args: Any, out: str | Path | None = None, **options: Any) -> EdaReport:
+    """``foveal.data.eda.eda_dataset`` (same parameters), and with ``out`` the report written there as
+    one self-contained HTML page (the report's ``out``): what ``foveal data eda`` runs."""
+    report = dataset_statistics(path, *args, **options)
+    if out is not None:
+        report.out = str(write_eda_html(report, out))
+    return report
 
 
 def write_eda_html(report: EdaReport, out: str | Path) -> Path:

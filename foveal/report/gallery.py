@@ -248,7 +248,7 @@ def write_gallery(
     sample: int | None = None,
     size: int = 128,
     seed: int = 0,
-    classes: list[str] | None = None,
+    classes: list[str] | str | None = None,
     split: str | None = None,
     mistakes_only: bool = False,
 ) -> GalleryResult:
@@ -257,8 +257,11 @@ def write_gallery(
     ``predictions``: predictions.json (classify/segment) or COCO results.json (detect), matched to the
     images by path (COCO: ``file_name``, then ``image_id``). ``sample``: a seeded random subset of that
     many images, stratified by class (detect/segment: by split). ``classes``/``split`` keep only those
-    images; ``mistakes_only`` keeps only wrongly predicted ones (needs ``predictions``).
+    images (``classes`` may be comma-separated text 'a,b'); ``mistakes_only`` keeps only wrongly
+    predicted ones (needs ``predictions``).
     """
+    if isinstance(classes, str):
+        classes = [c.strip() for c in classes.split(",") if c.strip()] or None
     if size < 16 or (sample is not None and sample < 1):
         raise ConfigError(f"--size {size} / --sample {sample}: size must be >= 16 and sample >= 1")
     if mistakes_only and predictions is None:

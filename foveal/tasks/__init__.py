@@ -59,3 +59,11 @@ def get_task(name: str) -> type[Task]:
     """The Task class for ``name`` (imported lazily); unknown names suggest close matches."""
     module, cls = TASKS[check_task(name)].target.split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def list_models(task: str | None = None, pattern: str | None = None) -> list[tuple[str, str, str]]:
+    """The models ``task`` can train (its ``model_family``'s, as (name, family, description) rows; all
+    when None), ``pattern`` as in ``foveal.models.registry.list_models``."""
+    from foveal.models.registry import list_models as family_models
+
+    return family_models(None if task is None else get_task(task).model_family, pattern)

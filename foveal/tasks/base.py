@@ -135,6 +135,8 @@ class Task(ABC):
     task's models come from (``foveal models --task``); ``dataset_kind`` the dataset layout the data
     tools read for it (``foveal.data.index``); ``count_unit`` is what label counts count;
     ``default_aug`` the augmentation preset that ``--aug auto`` (the default) means.
+    ``coco_iou_types`` are the COCO evaluations of its predictions ('bbox', 'segm', 'keypoints'), which
+    ``foveal val --predictions RESULTS.json`` computes; empty: results files are not supported.
     """
 
     name: ClassVar[str]
@@ -149,6 +151,7 @@ class Task(ABC):
     explain_kind: ClassVar[str | None] = None
     default_aug: ClassVar[str] = "light"
     demo: ClassVar[DemoRecipe | None] = None
+    coco_iou_types: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, meta: TaskMeta | Mapping[str, Any]) -> None:
         self.meta = meta if isinstance(meta, self.Meta) else self.Meta.from_dict(meta)

@@ -30,6 +30,8 @@ class DetectTask(ObjectTask):
              f"{sum(len(r['boxes']) for r in rows)}/{_true_objects(data, rows)}"),
         ]  # fmt: skip
 
+    coco_iou_types = ("bbox",)
+
     def merge(self, outputs: list[Any], weights: list[float], method: str = "mean") -> Any:
         """Per image over members and views: weighted boxes fusion (IoU 0.55, average confidence)."""
         from foveal.ops.boxes import weighted_boxes_fusion

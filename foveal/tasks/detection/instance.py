@@ -16,6 +16,7 @@ class InstanceTask(ObjectTask):
 
     name = "instance"
     model_family = "instance"
+    coco_iou_types = ("bbox", "segm")
 
     @classmethod
     def check_objects(cls, samples: list[Sample], source: Any) -> None:

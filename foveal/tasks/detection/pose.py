@@ -32,6 +32,7 @@ class PoseTask(ObjectTask):
 
     name = "pose"
     model_family = "pose"
+    coco_iou_types = ("bbox", "keypoints")
     Meta = PoseMeta
     meta: PoseMeta
 
