@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from foveal.engine.module import _gather
+from foveal.engine.module import gather_kept
 
 pytestmark = pytest.mark.slow  # end to end: `make test-quick` leaves these out
 
@@ -23,7 +23,7 @@ def _free_port() -> int:
 def _worker(rank: int, port: int, out: dict) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     kept = {"boxes": torch.full((rank + 1, 4), float(rank)), "count": torch.tensor([rank + 1])}
-    gathered = _gather(kept, 2)
+    gathered = gather_kept(kept, 2)
     out[rank] = {k: v.tolist() for k, v in gathered.items()}
     dist.destroy_process_group()
 

@@ -44,10 +44,3 @@ def tasks_help(what: str) -> str:
     from foveal.tasks import task_names
 
     return f"{what}: {' | '.join(task_names())}"
-
-
-def dataset_task_help() -> str:
-    """The ``--task`` help of the data tools: the dataset layouts they read (``foveal.data.index``)."""
-    from foveal.data.index import TASKS
-
-    return f"{'|'.join(t for t in TASKS if t != 'auto')}|auto (default auto)"

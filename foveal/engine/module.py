@@ -97,7 +97,7 @@ class TaskModule(L.LightningModule):
         kept = {key: torch.cat([part[key] for part in self._kept]) for key in self._kept[0]}
         self._kept.clear()
         if self.trainer.world_size > 1:
-            kept = _gather(kept, self.trainer.world_size)
+            kept = gather_kept(kept, self.trainer.world_size)
         self.val_kept = kept
         self.val_metrics = self.task.compute_metrics(kept)
         for key, value in self.val_metrics.items():
@@ -151,7 +151,7 @@ class TaskModule(L.LightningModule):
                 state[key] = value
 
 
-def _gather(kept: dict[str, Tensor], world_size: int) -> dict[str, Tensor]:
+def gather_kept(kept: dict[str, Tensor], world_size: int) -> dict[str, Tensor]:
     """Every rank's kept tensors, concatenated in rank order. Objects, not tensors, are gathered, so
     per-rank lengths may differ (detections per image vary)."""
     import torch.distributed as dist
