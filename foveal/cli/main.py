@@ -6,7 +6,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from foveal import __version__
 from foveal.errors import FovealError
@@ -47,7 +47,30 @@ def build_parser() -> FovealParser:
     return parser
 
 
-def setup_logging(verbose: bool) -> None:
+def _train_worker() -> int:
+    """A training process Lightning launched for a multi-process run: it prints nothing but its error."""
+    from foveal.engine.fit import train
+
+    setup_logging(False, quiet=True)
+    try:
+        with contextlib.redirect_stdout(_quiet_stream(True, False)):
+            train()
+        return 0
+    except FovealError as err:
+        print(f"foveal train: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+
+
+def _quiet_stream(worker: bool, as_json: bool) -> Any:
+    """Where a command's printing goes: nowhere in a DDP worker, stderr with --json, else stdout."""
+    if worker:
+        import os
+
+        return open(os.devnull, "w")  # noqa: SIM115 (closed when the process ends)
+    return sys.stderr if as_json else sys.stdout
+
+
+def setup_logging(verbose: bool, quiet: bool = False) -> None:
     from rich.logging import RichHandler
 
     handler = RichHandler(
@@ -58,21 +81,28 @@ def setup_logging(verbose: bool) -> None:
     )
     logger = logging.getLogger("foveal")
     logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from foveal.engine.distributed import inherited_run
+
+    if inherited_run() is not None:  # a DDP process launched for a run: it trains that run only
+        return _train_worker()
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    from foveal.engine.distributed import is_worker_process
+
+    worker = is_worker_process()  # a DDP process other than the first prints nothing but its errors
+    setup_logging(args.verbose, quiet=worker)
     stdout = sys.stdout
     as_json = getattr(args, "json", False)
     try:
         # With --json, stdout carries the one JSON object only: everything else goes to stderr.
-        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        with contextlib.redirect_stdout(_quiet_stream(worker, as_json)):
             result = args.func(args)
-        if as_json:
+        if as_json and not worker:
             stdout.write(dumps(result) + "\n")
         # a command may end with another code than 0 (e.g. `data check`: 1 when problems are found)
         return int(result.get("exit_code", 0)) if isinstance(result, dict) else 0

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from foveal.atomic import atomic_write_text
 from foveal.config import TrainConfig, save_yaml
 from foveal.data.sample import Sample
-from foveal.engine.loaders import make_loader
+from foveal.engine import distributed
 from foveal.engine.rundir import new_run_dir, run_parent, safe_name
 from foveal.engine.setup import build_module, prepare_run, resolve_config
 from foveal.errors import CheckpointError, ConfigError
@@ -63,7 +63,11 @@ def train(
     """
     start = time.perf_counter()
     ckpt_path = None
-    if resume is not None:
+    inherited = distributed.inherited_run()
+    if inherited is not None:  # a process Lightning launched for the first one: that run, its config
+        run_dir, ckpt_path = inherited
+        cfg = resolve_config(run_dir / "config.yaml")
+    elif resume is not None:
         run_dir, ckpt_path = _resume_target(resume)
         cfg = resolve_config(run_dir / "config.yaml", **options)
     else:
@@ -74,32 +78,57 @@ def train(
     import lightning as L
 
     from foveal.engine.callbacks import History
+    from foveal.engine.data_module import TaskData
     from foveal.engine.trainer import build_trainer
 
+    distributed.check_distributed(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    if resume is None:
-        run_dir = new_run_dir(run_parent(cfg.project, cfg.task), cfg.name or safe_name(cfg.model))
+    if resume is None and inherited is None:
+        run_dir = _new_run(cfg)
+    if distributed.processes(cfg) > 1:
+        distributed.share_run(run_dir, ckpt_path)
+        distributed.report_dead_processes()
     history = History(run_dir / "history.json")
     module = build_module(task_obj, cfg)
-    train_loader = make_loader(
-        task_obj, splits["train"], "train", cfg.batch, cfg.workers, cfg.seed, _sampler(task_obj, splits, cfg)
-    )
-    val_loader = make_loader(task_obj, splits.get("val", []), "val", cfg.batch, cfg.workers)
-    trainer = build_trainer(cfg, task_obj, run_dir, history)
-    if cfg.lr == "auto":
+    data = TaskData(task_obj, splits, cfg, lambda: _sampler(task_obj, splits, cfg))
+    trainer = build_trainer(cfg, task_obj, run_dir, history, use_distributed_sampler=False)
+    if cfg.lr == "auto":  # the first process only: the others read the suggestion from config.yaml
         from foveal.engine.lr_find import find_lr
 
-        cfg = replace(
-            cfg, lr=find_lr(module, train_loader, run_dir / "plots" / "lr_find.png", cfg)["suggestion"]
-        )
+        found = find_lr(module, data.train_dataloader(), run_dir / "plots" / "lr_find.png", cfg)
+        cfg = replace(cfg, lr=found["suggestion"])
         module.lr = cfg.lr
-    save_yaml(cfg, run_dir / "config.yaml")
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    if inherited is None:
+        save_yaml(cfg, run_dir / "config.yaml")
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    except RuntimeError as err:  # a peer died: the collective ops of the others fail
+        if distributed.processes(cfg) == 1:
+            raise
+        raise distributed.stopped_error(run_dir, err) from err
+    finally:
+        if distributed.processes(cfg) > 1:
+            distributed.end_process_group()  # a later run in this process (cv's next fold) makes its own
     best, last = run_dir / "checkpoints" / "best.ckpt", run_dir / "checkpoints" / "last.ckpt"
     if not best.is_file():
         best = last
+    if not trainer.is_global_zero:  # the first process evaluates, plots and reports, once
+        return TrainResult(run_dir, best, last, {})
     metrics = _finish(run_dir, best, splits, cfg, history, time.perf_counter() - start)
     return TrainResult(run_dir, best, last, metrics)
+
+
+def _new_run(cfg: TrainConfig) -> Path:
+    """A new run folder; ``PROJECT/NAME`` itself when torchrun/SLURM started every process (they cannot
+    agree on a ``-2`` suffix before the process group exists), refused if it already holds a run."""
+    parent, name = run_parent(cfg.project, cfg.task), cfg.name or safe_name(cfg.model)
+    if not distributed.launched_externally():
+        return new_run_dir(parent, name)
+    run_dir = parent / name
+    if distributed.global_rank() == 0 and (run_dir / "checkpoints").exists():
+        raise ConfigError(f"{run_dir}: holds a run already; pass a new --name (or --resume {run_dir})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
 
 
 def _sampler(task: Task, splits: dict[str, list[Sample]], cfg: TrainConfig) -> Sampler[int] | None:

@@ -67,12 +67,22 @@ class TaskModule(L.LightningModule):
                 on_epoch=True,
                 prog_bar=key == "loss",
                 batch_size=images.shape[0],
+                sync_dist=True,  # the epoch mean over every process's batches
             )
         return losses["loss"]
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
+
+    def on_validation_epoch_start(self) -> None:
+        """With several processes, every one validates the weights the checkpoint will hold: BatchNorm
+        statistics drift per process after DDP's last buffer broadcast, so rank 0's are sent again."""
+        if self.trainer.world_size > 1:
+            import torch.distributed as dist
+
+            for buffer in self.eval_model().buffers():
+                dist.broadcast(buffer, src=0)
 
     def validation_step(self, batch: tuple[Tensor, Any], batch_idx: int) -> None:
         images, targets = batch
@@ -92,17 +102,25 @@ class TaskModule(L.LightningModule):
         self._kept.append(self.task.step_outputs(outputs, targets))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._kept:
-            return
-        kept = {key: torch.cat([part[key] for part in self._kept]) for key in self._kept[0]}
+        """Metrics over the whole validation split: each process's outputs of its disjoint shard are
+        gathered (every process takes part, even with an empty shard), so all compute the same."""
+        kept = (
+            {key: torch.cat([part[key] for part in self._kept]) for key in self._kept[0]}
+            if self._kept
+            else {}
+        )
         self._kept.clear()
         if self.trainer.world_size > 1:
             kept = gather_kept(kept, self.trainer.world_size)
+        if not kept:
+            return
         self.val_kept = kept
         self.val_metrics = self.task.compute_metrics(kept)
         for key, value in self.val_metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "n":
-                self.log(f"val/{key}", float(value), prog_bar=key == self.task.monitor, sync_dist=False)
+                # equal on every process (computed from the gathered outputs): the reduction is a no-op
+                # that keeps Lightning's epoch-level bookkeeping (early stopping, checkpoints) in step
+                self.log(f"val/{key}", float(value), prog_bar=key == self.task.monitor, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         from foveal.engine.optim import build_optimizer, build_scheduler
@@ -153,9 +171,10 @@ class TaskModule(L.LightningModule):
 
 def gather_kept(kept: dict[str, Tensor], world_size: int) -> dict[str, Tensor]:
     """Every rank's kept tensors, concatenated in rank order. Objects, not tensors, are gathered, so
-    per-rank lengths may differ (detections per image vary)."""
+    per-rank lengths may differ (detections per image vary) and a rank may have kept nothing."""
     import torch.distributed as dist
 
     parts: list[dict[str, Tensor] | None] = [None] * world_size
     dist.all_gather_object(parts, {key: value.cpu() for key, value in kept.items()})
-    return {key: torch.cat([part[key] for part in parts if part is not None]) for key in kept}
+    full = [part for part in parts if part]
+    return {key: torch.cat([part[key] for part in full]) for key in full[0]} if full else {}

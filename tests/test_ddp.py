@@ -1,0 +1,124 @@
+"""Two-process DDP training on the CPU (gloo), end to end through the CLI: one run folder, metrics over
+the whole validation split equal to a single process's evaluation of the same checkpoint, one JSON
+object, checked flags, and a rank killed mid-run: all processes stop with a message, --resume goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from foveal.data.synth_writers import write_synthetic
+
+pytestmark = pytest.mark.slow  # end to end: `make test-quick` leaves these out
+
+FOVEAL = [sys.executable, "-m", "foveal.cli.main"]
+DDP = ["--device", "cpu", "--devices", "2", "--strategy", "ddp", "--workers", "0", "--no-progress"]
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*FOVEAL, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("task", "fmt", "model", "monitor"),
+    [("classify", "imagefolder", "smallresnet", "accuracy"), ("detect", "coco", "centernet", "map50")],
+)
+def test_two_process_training_shares_one_run_and_exact_metrics(
+    task: str, fmt: str, model: str, monitor: str, tmp_path: Path
+) -> None:
+    write_synthetic(tmp_path / "data", n=120 if task == "classify" else 60, imgsz=32, seed=0, fmt=fmt)
+    args = ["train", "--task", task, "--data", "data", "--model", model, "--imgsz", "32", "--batch", "16",
+            "--epochs", "2", "--project", "p", "--name", "d", "--json", *DDP]  # fmt: skip
+    done = _run(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)  # one JSON object: the other process printed nothing
+    run = tmp_path / result["run_dir"]
+    assert run == tmp_path / "p" / "d" and sorted(p.name for p in (tmp_path / "p").iterdir()) == ["d"]
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "report.html",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
+        assert (run / name).is_file(), name
+    # validation during training gathered both processes' disjoint shards: at the best epoch its metrics
+    # equal one process's evaluation of best.ckpt on the whole split (metrics.json)
+    history = json.loads((run / "history.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    best = max(history, key=lambda row: row[f"val/{monitor}"])
+    for key in (monitor, "ece") if task == "classify" else (monitor, "map"):
+        assert best[f"val/{key}"] == pytest.approx(metrics[key], abs=1e-5), key
+    assert len(history) == 2 and metrics["epochs_run"] == 2
+
+
+def test_bad_devices_and_strategy_are_one_line_errors(tmp_path: Path) -> None:
+    write_synthetic(tmp_path / "data", n=40, imgsz=32, seed=0)
+    base = ["train", "--data", "data", "--imgsz", "32", "--epochs", "1", "--device", "cpu"]
+    done = _run([*base, "--devices", "64", "--strategy", "ddp"], tmp_path)
+    assert done.returncode == 2 and "CPU cores" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    done = _run([*base, "--strategy", "dpp"], tmp_path)
+    assert done.returncode == 2 and "did you mean: ddp" in done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker process through /proc")
+def test_a_killed_rank_stops_every_process_and_resume_continues(tmp_path: Path) -> None:
+    write_synthetic(tmp_path / "data", n=160, imgsz=32, seed=0)
+    args = ["train", "--data", "data", "--model", "lenet", "--imgsz", "32", "--batch", "8", "--epochs", "6",
+            "--project", "p", "--name", "k", *DDP]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    main = subprocess.Popen([*FOVEAL, *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "p" / "k" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 180
+    while not last.is_file() and time.monotonic() < deadline and main.poll() is None:
+        time.sleep(0.2)
+    workers = [p for p in _children(main.pid) if "foveal.cli.main" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert last.is_file() and workers, "the first epoch did not finish with a worker process running"
+    os.kill(workers[0], signal.SIGKILL)
+    try:
+        _, err = main.communicate(timeout=60)  # no hang: the first process is stopped as well
+    finally:
+        main.kill()
+    assert main.returncode != 0 and "--resume p/k" in err
+    done = _run(["train", "--resume", "p/k", *DDP], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    history = json.loads((tmp_path / "p" / "k" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == list(range(6))
+
+
+def test_cv_folds_train_with_two_processes_each(tmp_path: Path) -> None:
+    """Each fold is one 2-process training (the launched process trains that fold's run only)."""
+    write_synthetic(tmp_path / "data", n=80, imgsz=32, seed=0)
+    args = ["cv", "--data", "data", "--folds", "2", "--model", "lenet", "--imgsz", "32", "--epochs", "1",
+            "--project", "p", "--name", "cv", "--json", *DDP]  # fmt: skip
+    done = _run(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert [Path(r).name for r in result["runs"]] == ["fold_0", "fold_1"]
+    assert sorted(p.name for p in (tmp_path / "p" / "cv").iterdir() if p.name.startswith("fold_")) == [
+        "fold_0",
+        "fold_1",
+    ]
+    rows = json.loads((tmp_path / "p" / "cv" / "oof.json").read_text())
+    assert len(rows) == len({r["path"] for r in rows}) and {r["fold"] for r in rows} == {0, 1}
