@@ -122,3 +122,14 @@ def test_cv_folds_train_with_two_processes_each(tmp_path: Path) -> None:
     ]
     rows = json.loads((tmp_path / "p" / "cv" / "oof.json").read_text())
     assert len(rows) == len({r["path"] for r in rows}) and {r["fold"] for r in rows} == {0, 1}
+
+
+def test_early_stopping_stops_every_process_at_the_same_epoch(tmp_path: Path) -> None:
+    """The gathered metric is the same in both processes, so they stop together (no hang): with a
+    learning rate too small to change the accuracy, patience 1 ends the run after its second epoch."""
+    write_synthetic(tmp_path / "data", n=60, imgsz=32, seed=0)
+    args = ["train", "--data", "data", "--model", "lenet", "--imgsz", "32", "--epochs", "6", "--lr", "1e-12",
+            "--patience", "1", "--project", "p", "--name", "e", *DDP]  # fmt: skip
+    done = _run(args, tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "p" / "e" / "metrics.json").read_text())["epochs_run"] == 2

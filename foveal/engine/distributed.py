@@ -21,6 +21,8 @@ from foveal.errors import ConfigError, FovealError, check_choice
 
 RUN_DIR_ENV = "FOVEAL_RUN_DIR"
 RESUME_ENV = "FOVEAL_RESUME"
+# what gloo / NCCL say when a peer process is gone
+PEER_FAILURE_MARKS = ("Connection reset by peer", "Connection closed by peer", "gloo/transport", "NCCL")
 log = logging.getLogger("foveal")
 
 
@@ -108,6 +110,19 @@ def check_distributed(cfg: TrainConfig) -> None:
             f"--devices {cfg.devices}: this machine has {have} {what}; use --devices {have or 1} or fewer "
             "(more machines: --num-nodes)"
         )
+
+
+def peer_failure(err: BaseException) -> bool:
+    """Whether ``err`` is how a process learns that another one died: a failed collective op
+    (``torch.distributed.DistError``, or gloo/NCCL's RuntimeError of a closed connection) or a spawned
+    process that exited (``ddp_spawn``)."""
+    import torch.distributed as dist
+    from torch.multiprocessing.spawn import ProcessException
+
+    if isinstance(err, dist.DistError | ProcessException):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and any(key in text for key in PEER_FAILURE_MARKS)
 
 
 def stopped_error(run_dir: Path, err: BaseException) -> FovealError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,7 @@ def train(
         distributed.report_dead_processes()
     history = History(run_dir / "history.json")
     module = build_module(task_obj, cfg)
-    data = TaskData(task_obj, splits, cfg, lambda: _sampler(task_obj, splits, cfg))
+    data = TaskData(task_obj, splits, cfg, partial(_sampler, task_obj, splits, cfg))  # picklable: ddp_spawn
     trainer = build_trainer(cfg, task_obj, run_dir, history, use_distributed_sampler=False)
     if cfg.lr == "auto":  # the first process only: the others read the suggestion from config.yaml
         from foveal.engine.lr_find import find_lr
@@ -102,8 +103,8 @@ def train(
         save_yaml(cfg, run_dir / "config.yaml")
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    except RuntimeError as err:  # a peer died: the collective ops of the others fail
-        if distributed.processes(cfg) == 1:
+    except Exception as err:
+        if distributed.processes(cfg) == 1 or not distributed.peer_failure(err):
             raise
         raise distributed.stopped_error(run_dir, err) from err
     finally:
