@@ -57,7 +57,8 @@ def main() -> None:
         seconds = statistics.median(m["train_seconds"] for m in runs)
         val = statistics.median(m["accuracy"] for m in runs)
         test = statistics.median(m["test"]["accuracy"] for m in runs)
-        print(f"{processes} process(es): {seconds:6.1f} s, {train_images * opts.epochs / seconds:6.0f} images/s, "
+        speed = train_images * opts.epochs / seconds
+        print(f"{processes} process(es): {seconds:6.1f} s, {speed:6.0f} images/s, "
               f"val accuracy {val:.4f}, test accuracy {test:.4f}")  # fmt: skip
 
 
