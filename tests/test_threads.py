@@ -74,11 +74,15 @@ def test_processes_sharing_the_cores(cores, monkeypatch) -> None:
     assert processes_sharing() == 1
 
 
-def _python(code: str, **env: str) -> list[str]:
-    """Run ``code`` in a fresh interpreter (this process's threads stay as they are); its stdout words."""
-    environ = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+CLEARED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "LOCAL_WORLD_SIZE", threads.PROCESSES_ENV)
+
+
+def _python(code: str, *args: str, **env: str) -> list[str]:
+    """Run ``code`` with ``args`` in a fresh interpreter (this process's threads stay as they are), in
+    an environment without thread settings but ``env``; its stdout words."""
+    environ = {k: v for k, v in os.environ.items() if k not in CLEARED}
     environ.update(PYTHONPATH=str(ROOT), **env)
-    command = [sys.executable, "-c", code]
+    command = [sys.executable, "-c", code, *args]
     done = subprocess.run(command, capture_output=True, text=True, env=environ, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
@@ -107,6 +111,13 @@ def test_budget_threads_sets_torch_and_the_environment_of_children() -> None:
         threads.budget_threads(0)
 
 
+def test_the_command_makes_idle_openmp_threads_sleep_unless_told_otherwise() -> None:
+    code = "import os\nfrom foveal.cli.main import main\ntry: main(['--version'])\nexcept SystemExit: pass\n"
+    code += "print(os.environ['OMP_WAIT_POLICY'])"
+    assert _python(code)[-1] == "PASSIVE"
+    assert _python(code, OMP_WAIT_POLICY="ACTIVE")[-1] == "ACTIVE"
+
+
 PREPARE = """
 import sys, torch
 from foveal.cli.main import build_parser
@@ -125,7 +136,7 @@ def test_threads_flag_and_ddp_devices_reach_torch(tiny_folder: Path) -> None:
     data = ["--data", str(tiny_folder), "--device", "cpu"]
 
     def run(*argv: str) -> list[int]:
-        return [int(w) for w in _python(PREPARE.replace("sys.argv[1:]", repr([*data, *argv])))]
+        return [int(w) for w in _python(PREPARE, *data, *argv)]
 
     cores = available_cores()
     assert run("--threads", "1")[0] == 1
