@@ -121,6 +121,9 @@ class TrainConfig:
     num_nodes: int = option(1, help="nodes of a multi-node run", group="run")
     strategy: str = option("auto", help="Lightning strategy, e.g. ddp, fsdp", group="run")
     workers: int | None = option(None, help="data loader processes", group="data")
+    threads: int | None = option(
+        None, help="torch threads per process (default: cores / processes sharing them)", group="run"
+    )
     project: str = option(
         "runs", help="parent folder of runs (default runs/<task>)", group="run", show_default=False
     )
@@ -138,6 +141,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"--threads must be a positive integer, got {self.threads!r}")
         if isinstance(self.lr, str) and self.lr != "auto":
             try:
                 self.lr = float(self.lr)

@@ -10,23 +10,33 @@ Writes, under one folder (``PROJECT/NAME``; default ``runs/<task>/cv-<model>``):
 - ``cv.json``: every numeric validation metric over the folds: mean, std (n - 1), 95% t interval.
 
 Resumable: a fold with ``metrics.json`` is not retrained, a fold with a last checkpoint resumes from it.
-The same command on the same folder continues; other data or options in that folder are an error.
+The same command on the same folder continues; other data or options in that folder are an error
+(``threads`` and ``parallel`` excepted: they change how fast, not what).
+
+``parallel=K`` trains K folds at once, each in its own (spawned) process with ``cores // K`` torch
+threads (``foveal.engine.threads``); the folds' runs are the same as one after another, and the OOF
+rows and ``cv.json`` are assembled in fold order once all have finished. From a script, call it under
+``if __name__ == "__main__":`` (the processes are started with ``spawn``, which imports the script).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import shutil
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from foveal.atomic import atomic_write_text
 from foveal.config import DEFAULT_TASK
-from foveal.errors import ConfigError
+from foveal.engine.threads import PROCESSES_ENV, available_cores, users_environment
+from foveal.errors import ConfigError, FovealError
 from foveal.serialize import dumps
 
 log = logging.getLogger("foveal")
@@ -73,9 +83,13 @@ def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
+SPEED_OPTIONS = ("threads",)  # options that change how fast a fold trains, not what it learns
+
+
 def _settings(
     data: str, folds: int, group_by: str | None, seed: int, options: dict[str, Any]
 ) -> dict[str, Any]:
+    options = {k: v for k, v in options.items() if k not in SPEED_OPTIONS}
     return json.loads(dumps({"data": str(Path(data).expanduser().resolve()), "folds": folds,
                              "group_by": group_by, "seed": seed, "options": options}))  # fmt: skip
 
@@ -98,8 +112,11 @@ def _claim(out: Path, settings: dict[str, Any]) -> None:
     atomic_write_text(saved, json.dumps(settings, indent=1))
 
 
-def _train_fold(out: Path, k: int, manifest: Path, task: str, options: dict[str, Any]) -> tuple[Path, bool]:
-    """Train fold ``k`` (or resume it); return its run folder and whether it was already finished."""
+def _train_fold(
+    out: Path, k: int, manifest: Path, task: str, options: dict[str, Any], run_options: dict[str, Any]
+) -> tuple[Path, bool]:
+    """Train fold ``k`` (or resume it); return its run folder and whether it was already finished.
+    ``run_options`` also apply to a resumed fold (``progress``)."""
     from foveal.engine.fit import train
 
     run = out / f"fold_{k}"
@@ -107,12 +124,14 @@ def _train_fold(out: Path, k: int, manifest: Path, task: str, options: dict[str,
         return run, True
     if (run / "checkpoints" / "last.ckpt").is_file():
         log.info("fold %d: resuming from %s", k, run / "checkpoints" / "last.ckpt")
-        train(resume=run)
+        train(resume=run, **run_options)
         return run, False
     if run.exists():
         shutil.rmtree(run)  # started but no checkpoint yet: nothing to keep
     log.info("fold %d: training on %s", k, manifest)
-    result = train(task=task, data=str(manifest), **{**options, "project": str(out), "name": run.name})
+    result = train(
+        task=task, data=str(manifest), **{**options, **run_options, "project": str(out), "name": run.name}
+    )
     if result.run_dir != run:
         raise ConfigError(f"{result.run_dir}: fold run landed outside {run}; remove stray folders in {out}")
     return run, False
@@ -141,6 +160,142 @@ def _out_of_fold(run: Path, k: int, manifest: Path, out: Path) -> list[dict[str,
     return [{"fold": k, "target": targets.get(str(Path(r["path"]).resolve())), **r} for r in json_rows(rows)]
 
 
+def _oof_rows_file(out: Path, k: int) -> Path:
+    return out / "oof" / f"fold_{k}" / "oof_rows.json"
+
+
+def _fold_job(
+    out: Path, k: int, manifest: Path, task: str, options: dict[str, Any], run_options: dict[str, Any]
+) -> bool:
+    """Fold ``k`` from start to end: its run (trained, resumed or found finished) and its out-of-fold
+    rows (``oof/fold_k/oof_rows.json``); True when the run was already finished. Folds are independent:
+    this runs in the calling process or in a fold process of ``parallel``."""
+    run, finished = _train_fold(out, k, manifest, task, options, run_options)
+    rows = _oof_rows_file(out, k)
+    if not rows.is_file():
+        atomic_write_text(rows, dumps(_out_of_fold(run, k, manifest, out), indent=1))
+    return finished
+
+
+class _FoldPrefix(logging.Filter):
+    """Prefix the log lines of a fold process with its fold (a process trains one fold at a time)."""
+
+    fold: int | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.fold is not None and not message.startswith("fold "):
+            record.msg, record.args = f"fold {self.fold}: {message}", None
+        return True
+
+
+_prefix = _FoldPrefix()
+
+
+def _start_fold_process(processes: int, environment: dict[str, str | None], level: int) -> None:
+    """Initialiser of a fold process, before torch is imported: its share of the cores (``processes``
+    side by side, see foveal.engine.threads; the user's OMP_NUM_THREADS, not the parent's own budget),
+    idle OpenMP threads that sleep, the parent's log level."""
+    os.environ[PROCESSES_ENV] = str(processes)
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
+    handler.addFilter(_prefix)
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def _fold_in_process(
+    out: Path, k: int, manifest: Path, task: str, options: dict[str, Any], run_options: dict[str, Any]
+) -> bool:
+    _prefix.fold = k
+    return _fold_job(out, k, manifest, task, options, run_options)
+
+
+def _one_line(err: BaseException) -> str:
+    """The error on one line; other than a FovealError, with its type (``RuntimeError: ...``)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, FovealError):
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _parallel_folds(out: Path, jobs: dict[int, tuple[Any, ...]], parallel: int) -> dict[int, bool]:
+    """Run ``jobs`` (fold -> fold_job arguments) ``parallel`` at a time in spawned processes; fold ->
+    already finished. A failed fold stops the folds not yet started; the running ones finish (and are
+    kept), then a FovealError names the failed fold(s)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    finished: dict[int, bool] = {}
+    failed: dict[int, BaseException] = {}
+    pool = ProcessPoolExecutor(
+        max_workers=parallel,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_fold_process,
+        initargs=(parallel, users_environment(), log.getEffectiveLevel()),
+    )
+    try:
+        futures = {pool.submit(_fold_in_process, *args): k for k, args in jobs.items()}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                k = futures[future]
+                if future.cancelled():
+                    continue
+                if future.exception() is None:
+                    finished[k] = future.result()
+                    log.info("fold %d: finished", k)
+                else:
+                    failed[k] = future.exception()  # type: ignore[assignment]
+            if failed:
+                for future in pending:
+                    future.cancel()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failed:
+        first = min(failed)
+        others = sorted(set(failed) - {first})
+        also = f"; folds {others} failed too" if others else ""
+        raise _fold_error(out, first, failed[first], also) from failed[first]
+    return finished
+
+
+def _fold_error(out: Path, k: int, err: BaseException, also: str = "") -> FovealError:
+    """The error of fold ``k`` on one line, naming the fold and the finished folds (kept for a rerun):
+    of the fold's own FovealError type, else a FovealError (``-v`` shows the chained original)."""
+    runs = [m.parent.name for m in out.glob("fold_*/metrics.json")]
+    kept = sorted(int(name[5:]) for name in runs if name[5:].isdigit())
+    message = (
+        f"fold {k}: {_one_line(err)}{also}; finished folds are kept ({kept or 'none'}): "
+        "run the same command again to resume"
+    )
+    if isinstance(err, FovealError):
+        with contextlib.suppress(Exception):  # a subclass that takes other arguments: FovealError
+            return type(err)(message)
+    return FovealError(message)
+
+
+def clamp_parallel(parallel: int, folds: int) -> int:
+    """``parallel`` checked and clamped to the folds and to the cores (with a warning)."""
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise ConfigError(f"--parallel {parallel}: give the folds to train at once, e.g. --parallel 2")
+    cores = available_cores()
+    limit = min(folds, cores)
+    if parallel > limit:
+        log.warning(
+            "--parallel %d: clamped to %d (%d folds, %d cores available)", parallel, limit, folds, cores
+        )
+    return min(parallel, limit)
+
+
 def cross_validate(
     data: str | None = None,
     folds: int = 5,
@@ -150,12 +305,15 @@ def cross_validate(
     seed: int = 0,
     project: str = "runs",
     name: str | None = None,
+    parallel: int = 1,
     **options: Any,
 ) -> CVResult:
     """Train ``folds`` models on stratified (``group_by``: group-aware) folds of ``data``.
 
-    ``options`` are training options (``model``, ``epochs``, ...), the same for every fold. Returns the
-    per-fold runs, the metric summary (also in ``cv.json``) and the out-of-fold predictions file.
+    ``options`` are training options (``model``, ``epochs``, ...), the same for every fold. ``parallel``:
+    folds trained at once, each in its own process with ``cores // parallel`` threads (clamped to the
+    folds and the cores, with a warning; 1: one after another in this process). Returns the per-fold
+    runs, the metric summary (also in ``cv.json``) and the out-of-fold predictions file.
     """
     from foveal.data.splitting import split_dataset
     from foveal.engine.rundir import run_parent
@@ -179,18 +337,27 @@ def cross_validate(
         has_test = "test" in index_dataset(data, kind, fmt).splits  # kept out of the folds
         split_dataset(data, out / "folds", task=kind, fmt=fmt, folds=folds, group_by=group_by,
                       seed=seed, keep_test=has_test, force=True)  # fmt: skip
-    runs, resumed, rows = [], [], []
-    per_fold: list[dict[str, float]] = []
-    for k, manifest in enumerate(manifests):
-        run, finished = _train_fold(out, k, manifest, task, {**options, "seed": seed})
-        runs.append(run)
-        if finished:
-            resumed.append(k)
-        per_fold.append(_numeric(json.loads((run / "metrics.json").read_text(encoding="utf-8"))))
-        oof_rows = out / "oof" / f"fold_{k}" / "oof_rows.json"
-        if not oof_rows.is_file():
-            atomic_write_text(oof_rows, dumps(_out_of_fold(run, k, manifest, out), indent=1))
-        rows += json.loads(oof_rows.read_text(encoding="utf-8"))
+    todo = [k for k in range(folds) if not ((out / f"fold_{k}" / "metrics.json").is_file()
+                                             and _oof_rows_file(out, k).is_file())]  # fmt: skip
+    parallel = min(clamp_parallel(parallel, folds), max(1, len(todo)))
+    run_options = {"progress": False} if parallel > 1 else {}  # K progress bars would overwrite each other
+    jobs = {k: (out, k, manifests[k], task, {**options, "seed": seed}, run_options) for k in todo}
+    finished = {k: True for k in range(folds) if k not in jobs}
+    if parallel > 1:
+        log.info("training folds %s, %d at a time", todo, parallel)
+        finished |= _parallel_folds(out, jobs, parallel)
+    else:
+        for k, args in jobs.items():
+            try:
+                finished[k] = _fold_job(*args)
+            except FovealError as err:  # a user error names its fold; others keep their traceback
+                raise _fold_error(out, k, err) from err
+    runs = [out / f"fold_{k}" for k in range(folds)]
+    resumed = [k for k in range(folds) if finished[k]]
+    per_fold = [_numeric(json.loads((run / "metrics.json").read_text(encoding="utf-8"))) for run in runs]
+    rows: list[dict[str, Any]] = []
+    for k in range(folds):
+        rows += json.loads(_oof_rows_file(out, k).read_text(encoding="utf-8"))
     keys = sorted(set.intersection(*(set(m) for m in per_fold)))
     summary = {key: summarise([m[key] for m in per_fold]) for key in keys}
     oof = atomic_write_text(out / "oof.json", dumps(rows, indent=1))

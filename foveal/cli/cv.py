@@ -33,5 +33,13 @@ def add_parsers(commands: Any) -> None:
     add_train_options(p)
     p.add_argument("--folds", type=int, default=5, help="K folds (5)")
     p.add_argument("--group-by", default=None, help="CSV column or file-name regex: groups never split")
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train K folds at once, each in its own process with cores/K threads; more than the folds "
+        "or the cores is clamped to them, with a warning (1: one after another)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_cv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,11 @@ def setup_logging(verbose: bool, quiet: bool = False) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Idle OpenMP threads sleep instead of spinning on cores that loader workers or another training
+    # need (read when torch loads, so before any command imports it; OMP_WAIT_POLICY=ACTIVE undoes it).
+    # On 2 cores: a lone run's epoch 0.82 -> 0.66 s, two concurrent runs' 4.9-30 s -> 1.75 s
+    # (benchmarks/threads.py).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from foveal.engine.distributed import inherited_run
 
     if inherited_run() is not None:  # a DDP process launched for a run: it trains that run only

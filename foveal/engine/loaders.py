@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,9 +25,14 @@ class TaskDataset(Dataset):
         return self.task.item(self.samples[index], self.transform)
 
 
-def default_workers() -> int:
-    """Loader processes: one per spare core, at most 4 (0 on a single-core machine)."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+def default_workers(processes: int | None = None) -> int:
+    """Loader processes: one per spare core of this process's share of the cores, at most 4 (0 when the
+    share is one core). ``processes``: those sharing the cores (default: the run's thread budget,
+    ``foveal.engine.threads``)."""
+    from foveal.engine.threads import available_cores, budgeted_processes
+
+    processes = budgeted_processes() if processes is None else max(1, processes)
+    return max(0, min(4, available_cores() // processes - 1))
 
 
 def make_loader(

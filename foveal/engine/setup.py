@@ -12,6 +12,7 @@ from typing import Any
 from foveal.config import TrainConfig, load_yaml, make_config
 from foveal.data.checks import drop_unreadable
 from foveal.data.sample import Sample
+from foveal.engine.threads import budget_threads, processes_sharing
 from foveal.errors import check_choice
 from foveal.tasks import get_task
 from foveal.tasks.base import Task
@@ -46,6 +47,7 @@ def prepare_run(cfg: TrainConfig) -> tuple[Task, dict[str, list[Sample]], TrainC
     """The task (its meta complete), the readable samples per split and the config with the task's
     defaults resolved (``model``, ``aug auto``)."""
     check_names(cfg)
+    budget_threads(cfg.threads, processes_sharing(cfg.devices, cfg.strategy, cfg.device))
     task_cls = get_task(cfg.task)
     if cfg.model is None:
         cfg = replace(cfg, model=task_cls.default_model(cfg.imgsz))
