@@ -27,12 +27,20 @@ def _run(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.Complet
     return subprocess.run([*FOVEAL, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize(
-    ("task", "fmt", "model", "monitor"),
-    [("classify", "imagefolder", "smallresnet", "accuracy"), ("detect", "coco", "centernet", "map50")],
-)
+# every task, each with a model that has BatchNorm (its statistics are per process in DDP)
+TASKS = [
+    ("classify", "imagefolder", "smallresnet", "accuracy", ("ece",)),
+    ("segment", "masks", "unet", "miou", ("pixel_accuracy", "ece")),
+    ("detect", "coco", "centernet", "map50", ("map",)),
+    ("instance", "coco", "maskrcnn_resnet18", "map50", ("segm_map50",)),
+    ("pose", "coco", "centernet", "map50", ("kpt_map",)),
+    ("regress", "regress", "smallresnet", "r2", ("mae", "rmse")),
+]
+
+
+@pytest.mark.parametrize(("task", "fmt", "model", "monitor", "also"), TASKS, ids=[t[0] for t in TASKS])
 def test_two_process_training_shares_one_run_and_exact_metrics(
-    task: str, fmt: str, model: str, monitor: str, tmp_path: Path
+    task: str, fmt: str, model: str, monitor: str, also: tuple[str, ...], tmp_path: Path
 ) -> None:
     write_synthetic(tmp_path / "data", n=120 if task == "classify" else 60, imgsz=32, seed=0, fmt=fmt)
     args = ["train", "--task", task, "--data", "data", "--model", model, "--imgsz", "32", "--batch", "16",
@@ -54,8 +62,8 @@ def test_two_process_training_shares_one_run_and_exact_metrics(
     # equal one process's evaluation of best.ckpt on the whole split (metrics.json)
     history = json.loads((run / "history.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
-    best = max(history, key=lambda row: row[f"val/{monitor}"])
-    for key in (monitor, "ece") if task == "classify" else (monitor, "map"):
+    best = max(history, key=lambda row: row[f"val/{monitor}"])  # the epoch best.ckpt holds
+    for key in (monitor, *also):
         assert best[f"val/{key}"] == pytest.approx(metrics[key], abs=1e-5), key
     assert len(history) == 2 and metrics["epochs_run"] == 2
 
