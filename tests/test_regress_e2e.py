@@ -98,6 +98,10 @@ def test_tta_ensemble_explain_and_cli(
     explained = foveal.explain(run.best, str(image), method="gradients", target="count", out=tmp_path / "x")
     doc = json.loads((tmp_path / "x" / "explain.json").read_text())
     assert explained.out == tmp_path / "x" and doc["images"][0]["target"]["class"] == "count"
+    ens = ["ensemble", "--weights", str(run.best), str(run.best), "--data", str(data), "--split", "test"]
+    assert main([*ens, "--workers", "0", "--out", str(tmp_path / "e2")]) == 0
+    table = capsys.readouterr().out
+    assert all(name in table for name in ("r2", "mae", "rmse"))  # the task's headline metrics
     assert main(["calibrate", "--weights", str(run.best), "--data", str(data)]) == 2
     assert "not supported for --task regress" in capsys.readouterr().err
 

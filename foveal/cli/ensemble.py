@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-# the columns of the side-by-side table, where the task reports them
-COLUMNS = ("accuracy", "f1_macro", "auroc", "ece", "miou", "dice_mean", "pixel_accuracy", "map50", "map")
-
 
 def _short(path: str) -> str:
     """'RUN/checkpoints/best.ckpt' -> 'RUN/best.ckpt' (the run's name says which model it is)."""
@@ -40,7 +37,12 @@ def run_ensemble(args: argparse.Namespace) -> dict[str, Any]:
         project=args.project,
         name=args.name,
     )
-    columns = [c for c in COLUMNS if isinstance(result.metrics.get(c), float)]
+    from foveal.tasks import get_task
+
+    task = get_task(result.task)
+    columns = [
+        c for c in task.headline_metrics or (task.monitor,) if isinstance(result.metrics.get(c), float)
+    ]
     table = Table(title=f"ensemble ({result.method}) on {args.data} ({result.split}): {result.out}")
     for column in ("model", "weight", *columns):
         table.add_column(column, justify="left" if column == "model" else "right")

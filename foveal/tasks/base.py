@@ -137,6 +137,8 @@ class Task(ABC):
     ``default_aug`` the augmentation preset that ``--aug auto`` (the default) means.
     ``coco_iou_types`` are the COCO evaluations of its predictions ('bbox', 'segm', 'keypoints'), which
     ``foveal val --predictions RESULTS.json`` computes; empty: results files are not supported.
+    ``headline_metrics`` are the metrics side-by-side tables show (``foveal ensemble``; the monitored
+    one when empty).
     """
 
     name: ClassVar[str]
@@ -152,6 +154,7 @@ class Task(ABC):
     default_aug: ClassVar[str] = "light"
     demo: ClassVar[DemoRecipe | None] = None
     coco_iou_types: ClassVar[tuple[str, ...]] = ()
+    headline_metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, meta: TaskMeta | Mapping[str, Any]) -> None:
         self.meta = meta if isinstance(meta, self.Meta) else self.Meta.from_dict(meta)

@@ -57,6 +57,7 @@ class ClassifyTask(Task):
     Meta = ClassifyMeta
     model_family = "classify"
     dataset_kind = "classify"
+    headline_metrics = ("accuracy", "f1_macro", "auroc", "ece")
     explain_kind = "vector"
     predict_options = (PredictOption("topk", int, 5, "classify: classes per image"),)
     demo = DemoRecipe("imagefolder", 4000, 12, "test/*/*.png", predict={"render": True})

@@ -59,6 +59,7 @@ class RegressTask(Task):
     Meta = RegressMeta
     model_family = "classify"  # any classification backbone, one output per target
     dataset_kind = "regress"
+    headline_metrics = ("r2", "mae", "rmse", "mape")
     explain_kind = "vector"
     default_aug = "none"  # crops and rescales change sizes, flips change angles: opt in with --aug
     meta: RegressMeta

@@ -68,6 +68,7 @@ class SegmentTask(Task):
     Meta = SegmentMeta
     model_family = "segment"
     dataset_kind = "segment"
+    headline_metrics = ("miou", "dice", "pixel_accuracy", "ece")
     explain_kind = "map"
     predict_options = (
         PredictOption("instances", bool, False, "segment: count instances (watershed)"),

@@ -59,6 +59,7 @@ class ObjectTask(Task):
     Meta = ObjectMeta
     count_unit = "objects"
     dataset_kind = "detect"
+    headline_metrics = ("map50", "map", "ece")
     explain_kind = "objects"
     predict_options = (
         PredictOption("conf", float, 0.25, "detect: minimum score"),
