@@ -141,3 +141,29 @@ def test_early_stopping_stops_every_process_at_the_same_epoch(tmp_path: Path) ->
     done = _run(args, tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "p" / "e" / "metrics.json").read_text())["epochs_run"] == 2
+
+
+def test_val_and_predict_over_two_processes_equal_one(tmp_path: Path) -> None:
+    """`val` and `predict` with --devices 2: the same metrics and the same prediction files as one
+    process, written once (the second process writes no folder of its own)."""
+    import foveal
+
+    data = write_synthetic(tmp_path / "data", n=80, imgsz=32, seed=0, fmt="coco")
+    run = foveal.train(task="detect", data=str(data), model="centernet", imgsz=32, epochs=1, batch=16,
+                       workers=0, progress=False, project=str(tmp_path / "p"), name="one")  # fmt: skip
+    val = ["val", "--weights", str(run.best), "--data", "data", "--split", "test", "--workers", "0", "--json"]
+    one, two = _run(val, tmp_path), _run([*val, *DDP[:6]], tmp_path)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    single, spread = json.loads(one.stdout), json.loads(two.stdout)
+    for key in ("n", "map", "map50", "mar_100", "ece"):
+        assert spread[key] == pytest.approx(single[key], abs=1e-9), key
+    images = str(data / "images" / "test")
+    pred = ["predict", "--weights", str(run.best), images, "--workers", "0", "--conf", "0.05"]
+    assert _run([*pred, "--out", "a"], tmp_path).returncode == 0
+    done = _run([*pred, "--out", "b", *DDP[:6]], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("predictions.csv", "results.json"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text().replace("b/", "a/")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "data", "p"]
+    done = _run([*val, "--tta", *DDP[:6]], tmp_path)
+    assert done.returncode == 2 and "two commands" in done.stderr

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from foveal.cli.parser import tasks_help
+from foveal.config import int_or_auto
 
 
 def run_val(args: argparse.Namespace) -> dict[str, Any]:
@@ -44,6 +45,9 @@ def run_val(args: argparse.Namespace) -> dict[str, Any]:
         project=args.project,
         name=args.name,
         compare_tta=args.tta,
+        devices=args.devices,
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
     )
     if not args.json:
         print_metrics(metrics, title=f"{args.weights} on {args.data} ({args.split})")
@@ -75,6 +79,9 @@ def run_predict(args: argparse.Namespace) -> dict[str, Any]:
         render=args.render,
         project=args.project,
         name=args.name,
+        devices=args.devices,
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
         **options,
     )
     if not args.json:
@@ -116,6 +123,9 @@ def _common(p: argparse.ArgumentParser, weights_required: bool = True) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--devices", type=int_or_auto, default=1, help="processes per node sharing the images (1)")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy for --devices > 1, e.g. ddp")
+    p.add_argument("--num-nodes", type=int, default=1, help="machines sharing the images (1)")
     p.add_argument("--on-bad-image", default="error", help="error | skip")
     p.add_argument("--json", action="store_true", help="print one JSON object/array on stdout")
     p.add_argument(

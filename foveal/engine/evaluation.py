@@ -15,6 +15,7 @@ import torch
 from foveal.atomic import atomic_write_text
 from foveal.data.checks import drop_unreadable
 from foveal.data.sample import Sample
+from foveal.engine import distributed
 from foveal.engine.checkpoint import Loaded, load
 from foveal.engine.inference import expand_sources, run_model
 from foveal.errors import ConfigError, did_you_mean
@@ -41,6 +42,9 @@ def evaluate(
     project: str | Path | None = None,
     name: str | None = None,
     compare_tta: str | bool | None = None,
+    devices: int | str = 1,
+    strategy: str = "auto",
+    num_nodes: int = 1,
 ) -> dict[str, Any]:
     """Metrics of checkpoint ``weights`` (a path, or a model from :func:`foveal.load`) on ``split`` of
     ``data`` (same keys as a run's metrics.json). ``plots`` (a folder) also writes the task's plots.
@@ -51,14 +55,22 @@ def evaluate(
     the ``plots`` folder, else a new ``runs/<task>/errors[-N]``.
     ``compare_tta`` (views, as ``tta``): also evaluate with TTA; the metrics (of the single pass) gain
     "tta" (the TTA metrics) and, when ``weights`` belongs to a run folder, ``RUN/comparisons/tta.json``
-    holds both and the run's report is rebuilt.
+    holds both and the run's report is rebuilt. ``devices`` x ``num_nodes`` > 1 with a DDP
+    ``strategy``: the samples are shared out over that many processes (Lightning starts them; see
+    ``foveal.engine.inference_ddp``); the metrics are the same, and the processes but the first return {}.
     """
     from foveal.engine.rundir import output_dir
 
     if tta and compare_tta:
         raise ConfigError("pass tta (evaluate with TTA) or compare_tta (with and without TTA), not both")
     loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
-    if errors == "auto":
+    spread = {"devices": devices, "strategy": strategy, "num_nodes": num_nodes}
+    if compare_tta and isinstance(devices, int) and devices * max(1, num_nodes) > 1:
+        raise ConfigError(
+            "--tta with --devices > 1 compares two passes, which one multi-process launch cannot run; "
+            "use --devices 1, or evaluate with --tta and without it in two commands"
+        )
+    if errors == "auto" and not distributed.is_worker_process():
         named = project is not None or name is not None
         errors = (
             plots
@@ -68,7 +80,10 @@ def evaluate(
     elif project is not None or name is not None:
         raise ConfigError("--project/--name name the --errors folder; pass a bare --errors with them")
     samples = drop_unreadable(loaded.task.load_eval_data(str(data), split, fmt), on_bad_image)
-    kept, predictions = run_model(loaded.task, with_tta(loaded, tta), samples, batch, workers, device)
+    found = infer(loaded.task, with_tta(loaded, tta), samples, batch, workers, device, **spread)
+    if found is None:  # a process that shared the work: the first one reports
+        return {}
+    kept, predictions, samples = found
     metrics = loaded.task.compute_metrics(kept)
     if plots is not None:
         metrics["plots"] = loaded.task.plots(kept, metrics, str(plots), samples, predictions)
@@ -78,7 +93,9 @@ def evaluate(
         metrics["errors"] = write_errors(loaded.task, kept, metrics, samples, predictions, errors)
     metrics = {**metrics, "split": split, "weights": str(loaded.path)}
     if compare_tta:
-        metrics["tta"] = _compare_tta(loaded, data, samples, metrics, compare_tta, batch, workers, device)
+        metrics["tta"] = _compare_tta(
+            loaded, data, samples, metrics, compare_tta, batch, workers, device, spread
+        )
     return metrics
 
 
@@ -91,12 +108,13 @@ def _compare_tta(
     batch: int,
     workers: int | None,
     device: str,
+    spread: dict[str, Any],
 ) -> dict[str, Any]:
     """The metrics with TTA ``views`` on the same samples; saved beside the single pass as the run's
     comparisons/tta.json (when the checkpoint belongs to a run), whose report is rebuilt."""
     from foveal.report.html import refresh_report, run_folder
 
-    kept, _ = run_model(loaded.task, with_tta(loaded, views), samples, batch, workers, device)
+    kept = infer(loaded.task, with_tta(loaded, views), samples, batch, workers, device, **spread)[0]
     metrics = {**loaded.task.compute_metrics(kept), "split": single["split"], "weights": str(loaded.path)}
     run = run_folder(loaded.path)
     if run is not None:
@@ -173,6 +191,9 @@ def predict(
     tta: str | bool | None = None,
     project: str | Path | None = None,
     name: str | None = None,
+    devices: int | str = 1,
+    strategy: str = "auto",
+    num_nodes: int = 1,
     **options: Any,
 ) -> Predictions:
     """Predict every image in ``sources`` (files, folders, globs) with checkpoint ``weights`` (a path, or
@@ -186,22 +207,29 @@ def predict(
     ``predictions.csv`` (arrays left out) and the task's per-image files (segment: mask and overlay
     PNGs; ``render``: overlays for every task) into that folder; ``out="auto"`` (or ``project``/``name``)
     picks a new run folder ``PROJECT/NAME``, by default ``runs/<task>/predict[-N]`` (see
-    ``foveal.engine.rundir.output_dir``). ``tta``: as in :func:`evaluate`.
+    ``foveal.engine.rundir.output_dir``). ``tta``, ``devices``, ``strategy``, ``num_nodes``: as in
+    :func:`evaluate` (the processes but the first return no rows and write nothing).
     """
     from foveal.engine.rundir import output_dir
 
     loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
     options = task_options(loaded.task, options)
+    if distributed.is_worker_process():
+        out = project = name = None  # the first process writes the files
     if out == "auto" or (out is None and (project is not None or name is not None)):
         out = output_dir(None, loaded.task.name, "predict", project, name)
     elif out is not None:
         out = output_dir(out, loaded.task.name, "predict", project, name)
     paths = expand_sources([sources] if isinstance(sources, str) else list(sources))
     samples = drop_unreadable([Sample(str(p)) for p in paths], on_bad_image)
-    _, predictions = run_model(
-        loaded.task, with_tta(loaded, tta), samples, batch, workers, device, keep=False, **options
-    )
+    spread = {"devices": devices, "strategy": strategy, "num_nodes": num_nodes}
+    found = infer(loaded.task, with_tta(loaded, tta), samples, batch, workers, device, keep=False, **spread,
+                  **options)  # fmt: skip
     rows = Predictions()
+    if found is None:
+        return rows
+    by_sample = {id(sample): prediction for sample, prediction in zip(found[2], found[1], strict=True)}
+    predictions = [by_sample[id(sample)] for sample in samples]  # back in the sources' order
     rows.out = None if out is None else Path(out)
     for i, (sample, prediction) in enumerate(zip(samples, predictions)):
         prediction = loaded.task.finalize(prediction, sample)
@@ -215,6 +243,32 @@ def predict(
         loaded.task.write_predictions(rows, Path(out))
         log.info("predictions written to %s (predictions.json, predictions.csv)", out)
     return rows
+
+
+def infer(
+    task: Task,
+    model: torch.nn.Module,
+    samples: list[Sample],
+    batch: int,
+    workers: int | None,
+    device: str,
+    *,
+    devices: int | str = 1,
+    strategy: str = "auto",
+    num_nodes: int = 1,
+    keep: bool = True,
+    **options: Any,
+) -> tuple[dict[str, torch.Tensor], list[Any], list[Sample]] | None:
+    """(kept outputs, predictions, samples in their order): ``run_model`` in this process, or over
+    ``devices`` x ``num_nodes`` processes (None in the processes but the first)."""
+    if isinstance(devices, int) and devices * max(1, num_nodes) > 1:
+        from foveal.engine.inference_ddp import run_model_distributed
+
+        return run_model_distributed(task, model, samples, batch=batch, workers=workers, device=device,
+                                     devices=devices, strategy=strategy, num_nodes=num_nodes, keep=keep,
+                                     **options)  # fmt: skip
+    kept, predictions = run_model(task, model, samples, batch, workers, device, keep=keep, **options)
+    return kept, predictions, list(samples)
 
 
 def with_tta(loaded: Loaded, tta: str | bool | None) -> torch.nn.Module:
