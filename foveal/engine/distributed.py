@@ -21,6 +21,7 @@ from foveal.errors import ConfigError, FovealError, check_choice
 
 RUN_DIR_ENV = "FOVEAL_RUN_DIR"
 RESUME_ENV = "FOVEAL_RESUME"
+_THEN = "run the command again"  # what report_dead_processes tells the user to do next
 # what gloo / NCCL say when a peer process is gone
 PEER_FAILURE_MARKS = ("Connection reset by peer", "Connection closed by peer", "gloo/transport", "NCCL")
 log = logging.getLogger("foveal")
@@ -99,10 +100,9 @@ def check_distributed(cfg: TrainConfig) -> None:
     if cfg.device == "cuda" or (cfg.device == "auto" and _cuda_count()):
         have, what = _cuda_count(), "CUDA GPUs"
     elif cfg.device in ("cpu", "auto"):
-        have, what = (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "CPU cores",
-        )
+        from foveal.engine.threads import available_cores
+
+        have, what = available_cores(), "CPU cores"
     else:
         return
     if cfg.devices > (have or 1):
@@ -125,14 +125,16 @@ def peer_failure(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(key in text for key in PEER_FAILURE_MARKS)
 
 
-def stopped_error(run_dir: Path, err: BaseException) -> FovealError:
+def stopped_error(err: BaseException, then: str) -> FovealError:
     """The one-line error of a multi-process run whose process failed or was killed (``err``: what
-    this process saw, e.g. gloo's "Connection closed by peer")."""
+    this process saw, e.g. gloo's "Connection closed by peer"); ``then``: how to go on."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return FovealError(
-        f"{run_dir}: a training process failed or was stopped ({first[:160]}); every process is stopped; "
-        f"continue with: foveal train --resume {run_dir}"
-    )
+    return FovealError(f"a process failed or was stopped ({first[:160]}); every process is stopped; {then}")
+
+
+def resume_hint(run_dir: Path) -> str:
+    """How to go on after a multi-process training stopped."""
+    return f"continue with: foveal train --resume {run_dir}"
 
 
 def _cuda_count() -> int:
@@ -141,10 +143,12 @@ def _cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def report_dead_processes() -> None:
-    """Make Lightning's launcher say, on one line, that a training process died and how to go on: it
+def report_dead_processes(then: str) -> None:
+    """Make Lightning's launcher say, on one line, that a process died and how to go on (``then``): it
     then stops every process (SIGKILL), so this is the last thing the user reads. The launcher's
     observer is an internal class; without it (another Lightning) its own log line remains."""
+    global _THEN
+    _THEN = then
     try:
         from lightning.fabric.strategies.launchers import subprocess_script as launcher
     except ImportError:  # pragma: no cover - a Lightning without the subprocess launcher
@@ -157,10 +161,9 @@ def report_dead_processes() -> None:
     def terminate_all(self: object) -> None:
         codes = [p.returncode for p in getattr(self, "_child_processes", [])]
         failed = [f"rank {i + 1} (exit code {c})" for i, c in enumerate(codes) if c]
-        run = os.environ.get(RUN_DIR_ENV, "the run folder")
         print(
-            f"foveal train: error: training process {', '.join(failed) or '?'} stopped; all processes are "
-            f"stopped too; continue with: foveal train --resume {run}",
+            f"foveal: error: process {', '.join(failed) or '?'} stopped; all processes are stopped too; "
+            f"{_THEN}",
             file=sys.stderr,
             flush=True,
         )

@@ -88,7 +88,7 @@ def train(
         run_dir = _new_run(cfg)
     if distributed.processes(cfg) > 1:
         distributed.share_run(run_dir, ckpt_path)
-        distributed.report_dead_processes()
+        distributed.report_dead_processes(distributed.resume_hint(run_dir))
     history = History(run_dir / "history.json")
     module = build_module(task_obj, cfg)
     data = TaskData(task_obj, splits, cfg, partial(_sampler, task_obj, splits, cfg))  # picklable: ddp_spawn
@@ -106,7 +106,7 @@ def train(
     except Exception as err:
         if distributed.processes(cfg) == 1 or not distributed.peer_failure(err):
             raise
-        raise distributed.stopped_error(run_dir, err) from err
+        raise distributed.stopped_error(err, distributed.resume_hint(run_dir)) from err
     finally:
         if distributed.processes(cfg) > 1:
             distributed.end_process_group()  # a later run in this process (cv's next fold) makes its own

@@ -19,7 +19,6 @@ from torch import nn
 from foveal.config import TrainConfig
 from foveal.data.sample import Sample
 from foveal.engine import distributed
-from foveal.errors import FovealError
 from foveal.tasks.base import Task
 
 
@@ -75,7 +74,7 @@ def run_model_distributed(
     config = TrainConfig(task=task.name, device=device, devices=devices, strategy=strategy,
                          num_nodes=num_nodes, batch=batch, workers=workers)  # fmt: skip
     distributed.check_distributed(config)
-    distributed.report_dead_processes()
+    distributed.report_dead_processes("run the command again")
     quiet_lightning()
     module = _Inference(task, model, keep, postprocess)
     trainer = L.Trainer(
@@ -94,8 +93,7 @@ def run_model_distributed(
     except Exception as err:
         if not distributed.peer_failure(err):
             raise
-        raise FovealError(f"an inference process failed or was stopped ({str(err).splitlines()[0][:160]}); "
-                          "every process is stopped; run the command again") from err  # fmt: skip
+        raise distributed.stopped_error(err, "run the command again") from err
     finally:
         distributed.end_process_group()
     if not trainer.is_global_zero or module.gathered is None:
