@@ -165,5 +165,61 @@ def test_val_and_predict_over_two_processes_equal_one(tmp_path: Path) -> None:
     for name in ("predictions.csv", "results.json"):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text().replace("b/", "a/")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "data", "p"]
-    done = _run([*val, "--tta", *DDP[:6]], tmp_path)
-    assert done.returncode == 2 and "two commands" in done.stderr
+    # two passes (with TTA and without) in one command: each launches its own processes
+    compare = [*val, "--tta", "hflip"]
+    one, two = _run(compare, tmp_path), _run([*compare, *DDP[:6]], tmp_path)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    single, spread = json.loads(one.stdout), json.loads(two.stdout)
+    for key in ("map", "map50", "ece"):
+        assert spread[key] == pytest.approx(single[key], abs=1e-9), key
+        assert spread["tta"][key] == pytest.approx(single["tta"][key], abs=1e-9), key
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "foveal.cli.main",
+        *compare,
+        "--device",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(torchrun, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    spread = json.loads(done.stdout)  # torchrun's processes each ran both passes; the first printed
+    assert spread["tta"]["map"] == pytest.approx(single["tta"]["map"], abs=1e-9)
+
+
+def test_ensemble_and_lr_find_over_two_processes(tmp_path: Path) -> None:
+    """`ensemble --method weighted` runs one pass per member (and more to fit the weights on val) and
+    one for the ensemble, each over two processes: the same table as one process. `lr-find --devices 2`
+    tests the effective batch (2 x --batch) in one process."""
+    import foveal
+
+    data = write_synthetic(tmp_path / "data", n=120, imgsz=32, seed=0, fmt="imagefolder")
+    common = {"imgsz": 32, "epochs": 1, "batch": 16, "workers": 0, "progress": False}
+    runs = [foveal.train(data=str(data), model=model, project=str(tmp_path / "p"), name=model, **common)
+            for model in ("lenet", "smallresnet")]  # fmt: skip
+    cmd = ["ensemble", "--weights", *(str(r.best) for r in runs), "--data", "data", "--split", "test",
+           "--method", "weighted", "--workers", "0", "--json"]  # fmt: skip
+    one, two = _run([*cmd, "--out", "a"], tmp_path), _run([*cmd, "--out", "b", *DDP[:6]], tmp_path)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    single, spread = json.loads(one.stdout), json.loads(two.stdout)
+    assert spread["weights"] == pytest.approx(single["weights"], abs=1e-6)
+    for key in ("accuracy", "auroc", "ece"):
+        assert spread["metrics"][key] == pytest.approx(single["metrics"][key], abs=1e-9), key
+        for a, b in zip(spread["member_metrics"], single["member_metrics"], strict=True):
+            assert a[key] == pytest.approx(b[key], abs=1e-9), key
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "data", "p"]
+    done = _run(["lr-find", "--data", "data", "--imgsz", "32", "--batch", "8", "--out", "lr.png", *DDP,
+                 "--json"], tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout)
+    assert found["effective_batch"] == 16 and found["suggestion"] > 0 and (tmp_path / "lr.png").is_file()

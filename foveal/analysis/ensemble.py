@@ -143,17 +143,22 @@ def ensemble(
     run: str | Path | None = None,
     project: str | Path | None = None,
     name: str | None = None,
+    devices: int | str = 1,
+    strategy: str = "auto",
+    num_nodes: int = 1,
 ) -> EnsembleResult:
     """Evaluate each checkpoint in ``weights`` and their ensemble on ``split`` of ``data``.
 
     Writes ``ensemble.json`` in ``out`` (default a new run folder ``PROJECT/NAME``, by default
     ``runs/<task>/ensemble[-N]``; see ``foveal.engine.rundir.output_dir``) and, with ``run`` (a run
     folder), ``run/comparisons/ensemble.json`` for its report. ``member_weights`` may be text
-    '0.6,0.4' (one per model).
+    '0.6,0.4' (one per model). ``devices`` x ``num_nodes`` > 1 with a DDP ``strategy``: every pass
+    (each member, the ensemble) shares its images over that many processes (as ``foveal.evaluate``);
+    the metrics are the same and only the first process writes files.
     """
+    from foveal.engine import distributed
     from foveal.engine.checkpoint import load
-    from foveal.engine.evaluation import with_tta
-    from foveal.engine.inference import run_model
+    from foveal.engine.evaluation import infer, with_tta
     from foveal.engine.merge import MergedModel, parse_tta
     from foveal.engine.rundir import check_out, output_dir
 
@@ -181,25 +186,35 @@ def ensemble(
             "--method stack needs --oof with one oof.json (from foveal cv) per member, in order"
         )
     samples = task.load_eval_data(str(data), split, fmt)
+    spread = {"devices": devices, "strategy": strategy, "num_nodes": num_nodes}
+
+    def one_pass(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[Any]]:
+        """(kept outputs, the samples in their order): every pass shares ``samples`` out alike."""
+        kept, _, order = infer(task, model, samples, batch, workers, device, **spread)
+        return kept, order
+
     member_metrics, member_probs = [], []
     for member in loaded:
-        kept, _ = run_model(member.task, with_tta(member, tta), samples, batch, workers, device)
+        kept, ordered = one_pass(with_tta(member, tta))
         member_metrics.append(member.task.compute_metrics(kept))
         if task.single_label:
             member_probs.append(member.task.single_label_probabilities(kept)[0].numpy())
     w = [1.0] * len(loaded)
     if method == "weighted":
-        options = (batch, workers, device, fmt, tta)
-        w = list(member_weights or _fit_weights(loaded, data, split, member_probs, samples, *options))
+        options = (batch, workers, device, fmt, tta, spread)
+        w = list(member_weights or _fit_weights(loaded, data, split, member_probs, ordered, *options))
     if method == "stack":
         probs = torch.as_tensor(_stack([str(p) for p in oof or []], member_probs, task.class_names))
-        kept = task.kept_from_probabilities(probs, torch.as_tensor(np.array([s.label for s in samples])))
+        kept = task.kept_from_probabilities(probs, torch.as_tensor(np.array([s.label for s in ordered])))
     else:
         merged = MergedModel(
             task, [m.model for m in loaded], parse_tta(tta), w, "vote" if method == "vote" else "mean"
         )
-        kept, _ = run_model(task, merged, samples, batch, workers, device)
+        kept, _ = one_pass(merged)
     metrics = task.compute_metrics(kept)
+    if distributed.is_worker_process():  # under torchrun/SLURM: the first process writes the files
+        return EnsembleResult(Path(), task.name, method, split, [str(m.path) for m in loaded], w,
+                              member_metrics, metrics)  # fmt: skip
     out_dir = output_dir(out or None, task.name, "ensemble", project, name)
     result = EnsembleResult(out_dir, task.name, method, split, [str(m.path) for m in loaded], w,
                             member_metrics, metrics)  # fmt: skip
@@ -217,9 +232,9 @@ def _fit_weights(
     loaded: list[Any], data: Any, split: str, probs: list[np.ndarray], samples: list[Any], *args: Any
 ) -> list[float]:
     """Weights fitted on the 'val' split: log-loss optimal for classification, else ∝ the val score."""
-    from foveal.engine.evaluation import evaluate
+    from foveal.engine.evaluation import evaluate, infer, with_tta
 
-    batch, workers, device, fmt, tta = args
+    batch, workers, device, fmt, tta, spread = args
     task = loaded[0].task
     if split != "val":
         samples = None  # evaluate on val below
@@ -227,17 +242,15 @@ def _fit_weights(
         log.warning("weights fitted on the split they are scored on (val): optimistic; use --split test")
     if task.single_label:
         if samples is None:
-            from foveal.engine.evaluation import with_tta
-            from foveal.engine.inference import run_model
-
-            samples = task.load_eval_data(str(data), "val", fmt)
-            probs = [m.task.single_label_probabilities(
-                         run_model(m.task, with_tta(m, tta), samples, batch, workers, device)[0])[0].numpy()
-                     for m in loaded]  # fmt: skip
+            val = task.load_eval_data(str(data), "val", fmt)
+            passes = [infer(m.task, with_tta(m, tta), val, batch, workers, device, **spread) for m in loaded]
+            probs = [m.task.single_label_probabilities(kept)[0].numpy()
+                     for m, (kept, _, _) in zip(loaded, passes, strict=True)]  # fmt: skip
+            samples = passes[0][2]
         targets = np.array([s.label for s in samples])
         return fit_log_loss_weights(probs, targets)
-    scores = [evaluate(m, data, split="val", batch=batch, workers=workers, device=device, fmt=fmt, tta=tta)
-              for m in loaded]  # fmt: skip
+    scores = [evaluate(m, data, split="val", batch=batch, workers=workers, device=device, fmt=fmt, tta=tta,
+                       **spread) for m in loaded]  # fmt: skip
     values = [float(s.get(task.monitor, 0.0)) for s in scores]
     if task.mode == "min":
         values = [1.0 / max(v, 1e-12) for v in values]

@@ -36,6 +36,9 @@ def run_ensemble(args: argparse.Namespace) -> dict[str, Any]:
         run=args.run,
         project=args.project,
         name=args.name,
+        devices=args.devices,
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
     )
     from foveal.tasks import get_task
 
@@ -56,6 +59,8 @@ def run_ensemble(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_parsers(commands: Any) -> None:
+    from foveal.cli.parser import add_process_flags
+
     p = commands.add_parser("ensemble", help="evaluate checkpoints and their ensemble side by side")
     p.add_argument("--weights", nargs="+", required=True, help="two or more checkpoints (or run folders)")
     p.add_argument("--data", required=True, help="dataset (folder, CSV or split manifest)")
@@ -68,6 +73,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--device", default="auto")
+    add_process_flags(p)
     p.add_argument("--out", default=None, help="folder for ensemble.json (default: a new PROJECT/NAME)")
     p.add_argument("--project", default=None, help="parent folder of the ensemble (default runs/<task>)")
     p.add_argument("--name", default=None, help="folder name of the ensemble (default ensemble)")

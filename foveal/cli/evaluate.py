@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from foveal.cli.parser import tasks_help
-from foveal.config import int_or_auto
+from foveal.cli.parser import add_process_flags, tasks_help
 
 
 def run_val(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,9 +122,7 @@ def _common(p: argparse.ArgumentParser, weights_required: bool = True) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--device", default="auto")
-    p.add_argument("--devices", type=int_or_auto, default=1, help="processes per node sharing the images (1)")
-    p.add_argument("--strategy", default="auto", help="Lightning strategy for --devices > 1, e.g. ddp")
-    p.add_argument("--num-nodes", type=int, default=1, help="machines sharing the images (1)")
+    add_process_flags(p)
     p.add_argument("--on-bad-image", default="error", help="error | skip")
     p.add_argument("--json", action="store_true", help="print one JSON object/array on stdout")
     p.add_argument(

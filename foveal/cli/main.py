@@ -48,17 +48,16 @@ def build_parser() -> FovealParser:
     return parser
 
 
-def _train_worker() -> int:
-    """A training process Lightning launched for a multi-process run: it prints nothing but its error."""
-    from foveal.engine.fit import train
-
+def _worker(work: Any, command: str) -> int:
+    """A process Lightning launched for a multi-process run or pass: it does ``work`` and prints
+    nothing but its error."""
     setup_logging(False, quiet=True)
     try:
         with contextlib.redirect_stdout(_quiet_stream(True, False)):
-            train()
+            work()
         return 0
     except FovealError as err:
-        print(f"foveal train: error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"foveal {command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
 
 
@@ -92,10 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # On 2 cores: a lone run's epoch 0.82 -> 0.66 s, two concurrent runs' 4.9-30 s -> 1.75 s
     # (benchmarks/threads.py).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from foveal.engine.distributed import inherited_run
+    from foveal.engine.distributed import handed_pass, inherited_run
 
     if inherited_run() is not None:  # a DDP process launched for a run: it trains that run only
-        return _train_worker()
+        from foveal.engine.fit import train
+
+        return _worker(train, "train")
+    if handed_pass() is not None:  # ... or for one inference pass of val/predict/ensemble: that pass
+        from foveal.engine.inference_ddp import run_handed_pass
+
+        return _worker(run_handed_pass, "val")
     parser = build_parser()
     args = parser.parse_args(argv)
     from foveal.engine.distributed import is_worker_process

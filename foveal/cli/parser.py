@@ -44,3 +44,12 @@ def tasks_help(what: str) -> str:
     from foveal.tasks import task_names
 
     return f"{what}: {' | '.join(task_names())}"
+
+
+def add_process_flags(p: argparse.ArgumentParser) -> None:
+    """--devices/--strategy/--num-nodes of a command that shares its images over DDP processes."""
+    from foveal.config import int_or_auto
+
+    p.add_argument("--devices", type=int_or_auto, default=1, help="processes per node sharing the images (1)")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy for --devices > 1, e.g. ddp")
+    p.add_argument("--num-nodes", type=int, default=1, help="machines sharing the images (1)")

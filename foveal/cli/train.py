@@ -75,8 +75,9 @@ def run_lr_find(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.engine.lr_find import lr_find
 
     result = lr_find(**options(args))
-    print(f"suggested learning rate: {result['suggestion']:.3g}  (plot: {result['plot']})")
-    return {"suggestion": result["suggestion"], "plot": result["plot"]}
+    batch = result["effective_batch"]
+    print(f"suggested learning rate: {result['suggestion']:.3g} for batch {batch}  (plot: {result['plot']})")
+    return {"suggestion": result["suggestion"], "plot": result["plot"], "effective_batch": batch}
 
 
 def add_parsers(commands: Any) -> None:

@@ -21,6 +21,7 @@ from foveal.errors import ConfigError, FovealError, check_choice
 
 RUN_DIR_ENV = "FOVEAL_RUN_DIR"
 RESUME_ENV = "FOVEAL_RESUME"
+PASS_ENV = "FOVEAL_PASS"  # the inference pass a launched process runs (engine.inference_ddp)
 _THEN = "run the command again"  # what report_dead_processes tells the user to do next
 # what gloo / NCCL say when a peer process is gone
 PEER_FAILURE_MARKS = ("Connection reset by peer", "Connection closed by peer", "gloo/transport", "NCCL")
@@ -56,6 +57,15 @@ def inherited_run() -> tuple[Path, Path | None] | None:
         return None
     resume = os.environ.get(RESUME_ENV)
     return Path(value), Path(resume) if resume else None
+
+
+def handed_pass() -> Path | None:
+    """The inference pass file the first process handed to this one (a process Lightning launched for
+    a multi-process pass, see ``foveal.engine.inference_ddp``), else None."""
+    value = os.environ.get(PASS_ENV)
+    if not value or not is_worker_process() or launched_externally():
+        return None
+    return Path(value)
 
 
 def share_run(run_dir: Path, resume: Path | None) -> None:

@@ -57,7 +57,7 @@ def evaluate(
     "tta" (the TTA metrics) and, when ``weights`` belongs to a run folder, ``RUN/comparisons/tta.json``
     holds both and the run's report is rebuilt. ``devices`` x ``num_nodes`` > 1 with a DDP
     ``strategy``: the samples are shared out over that many processes (Lightning starts them; see
-    ``foveal.engine.inference_ddp``); the metrics are the same, and the processes but the first return {}.
+    ``foveal.engine.inference_ddp``); the metrics are the same, and only the first process writes files.
     """
     from foveal.engine.rundir import output_dir
 
@@ -65,11 +65,6 @@ def evaluate(
         raise ConfigError("pass tta (evaluate with TTA) or compare_tta (with and without TTA), not both")
     loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
     spread = {"devices": devices, "strategy": strategy, "num_nodes": num_nodes}
-    if compare_tta and isinstance(devices, int) and devices * max(1, num_nodes) > 1:
-        raise ConfigError(
-            "--tta with --devices > 1 compares two passes, which one multi-process launch cannot run; "
-            "use --devices 1, or evaluate with --tta and without it in two commands"
-        )
     if errors == "auto" and not distributed.is_worker_process():
         named = project is not None or name is not None
         errors = (
@@ -80,10 +75,10 @@ def evaluate(
     elif project is not None or name is not None:
         raise ConfigError("--project/--name name the --errors folder; pass a bare --errors with them")
     samples = drop_unreadable(loaded.task.load_eval_data(str(data), split, fmt), on_bad_image)
-    found = infer(loaded.task, with_tta(loaded, tta), samples, batch, workers, device, **spread)
-    if found is None:  # a process that shared the work: the first one reports
-        return {}
-    kept, predictions, samples = found
+    kept, predictions, samples = infer(loaded.task, with_tta(loaded, tta), samples, batch, workers, device,
+                                       **spread)  # fmt: skip
+    if distributed.is_worker_process():  # under torchrun/SLURM: the first process writes the files
+        plots = errors = None
     metrics = loaded.task.compute_metrics(kept)
     if plots is not None:
         metrics["plots"] = loaded.task.plots(kept, metrics, str(plots), samples, predictions)
@@ -117,7 +112,7 @@ def _compare_tta(
     kept = infer(loaded.task, with_tta(loaded, views), samples, batch, workers, device, **spread)[0]
     metrics = {**loaded.task.compute_metrics(kept), "split": single["split"], "weights": str(loaded.path)}
     run = run_folder(loaded.path)
-    if run is not None:
+    if run is not None and not distributed.is_worker_process():
         doc = {
             "tta": views,
             "split": single["split"],
@@ -208,7 +203,7 @@ def predict(
     PNGs; ``render``: overlays for every task) into that folder; ``out="auto"`` (or ``project``/``name``)
     picks a new run folder ``PROJECT/NAME``, by default ``runs/<task>/predict[-N]`` (see
     ``foveal.engine.rundir.output_dir``). ``tta``, ``devices``, ``strategy``, ``num_nodes``: as in
-    :func:`evaluate` (the processes but the first return no rows and write nothing).
+    :func:`evaluate` (the processes but the first write nothing).
     """
     from foveal.engine.rundir import output_dir
 
@@ -226,8 +221,6 @@ def predict(
     found = infer(loaded.task, with_tta(loaded, tta), samples, batch, workers, device, keep=False, **spread,
                   **options)  # fmt: skip
     rows = Predictions()
-    if found is None:
-        return rows
     by_sample = {id(sample): prediction for sample, prediction in zip(found[2], found[1], strict=True)}
     predictions = [by_sample[id(sample)] for sample in samples]  # back in the sources' order
     rows.out = None if out is None else Path(out)
@@ -258,9 +251,9 @@ def infer(
     num_nodes: int = 1,
     keep: bool = True,
     **options: Any,
-) -> tuple[dict[str, torch.Tensor], list[Any], list[Sample]] | None:
+) -> tuple[dict[str, torch.Tensor], list[Any], list[Sample]]:
     """(kept outputs, predictions, samples in their order): ``run_model`` in this process, or over
-    ``devices`` x ``num_nodes`` processes (None in the processes but the first)."""
+    ``devices`` x ``num_nodes`` processes (gathered in every one)."""
     if isinstance(devices, int) and devices * max(1, num_nodes) > 1:
         from foveal.engine.inference_ddp import run_model_distributed
 

@@ -1,15 +1,25 @@
 """Inference over several processes (``foveal val|predict --devices N --strategy ddp``).
 
-Lightning starts the processes (its ``ddp`` launcher re-runs the same command in each, so every
-process reaches this point with the same arguments); each runs the model on a disjoint, unpadded shard
-of the samples (``UnrepeatedDistributedSampler``: indices ``rank::world``) and the first process
-gathers every shard's kept outputs and predictions. Metrics over the gathered outputs equal one
-process's; the other processes get None and stop there.
+Each pass (one model over one list of samples) is one launch. Lightning's ``ddp`` launcher re-runs
+the command in every extra process; the first process hands those the pass itself, the task, model
+(pickled), samples and options in a file named by ``FOVEAL_PASS``, so a command of several passes
+(``val --tta`` comparing two, ``ensemble`` one per member and one for the ensemble) launches its
+processes once per pass and each of them runs exactly that pass and exits (``run_handed_pass``). Under
+``torchrun``/SLURM every process runs the whole command itself, pass after pass.
+
+Each process runs the model on a disjoint, unpadded shard of the samples (``UnrepeatedDistributedSampler``:
+indices ``rank::world``) and every process gathers every shard's kept outputs and predictions, so
+metrics over the gathered outputs equal one process's; only the first process writes files.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -19,6 +29,7 @@ from torch import nn
 from foveal.config import TrainConfig
 from foveal.data.sample import Sample
 from foveal.engine import distributed
+from foveal.errors import ConfigError
 from foveal.tasks.base import Task
 
 
@@ -52,6 +63,17 @@ class _Inference(L.LightningModule):
         self.gathered = (gather_kept(kept, world) if self.keep else {}, [p for s in shards for p in s or []])
 
 
+def run_handed_pass() -> None:
+    """In a process Lightning launched for a pass: run that pass and exit (whatever command or script
+    this process re-ran to get here)."""
+    path = distributed.handed_pass()
+    if path is None:
+        return
+    job = torch.load(path, weights_only=False)
+    _run(**job)
+    sys.exit(0)
+
+
 def run_model_distributed(
     task: Task,
     model: nn.Module,
@@ -65,9 +87,43 @@ def run_model_distributed(
     num_nodes: int = 1,
     keep: bool = True,
     **postprocess: Any,
-) -> tuple[dict[str, torch.Tensor], list[Any], list[Sample]] | None:
+) -> tuple[dict[str, torch.Tensor], list[Any], list[Sample]]:
     """``run_model`` over ``devices`` x ``num_nodes`` processes: (kept outputs, predictions, the samples
-    in the order of both) in the first process, None in the others."""
+    in the order of both), gathered in every process."""
+    run_handed_pass()  # a launched process of the Python API re-ran the user's script up to here
+    job = {"task": task, "model": model, "samples": list(samples), "batch": batch, "workers": workers,
+           "device": device, "devices": devices, "strategy": strategy, "num_nodes": num_nodes,
+           "keep": keep, "postprocess": postprocess}  # fmt: skip
+    if "spawn" in strategy:
+        raise ConfigError(
+            f"--strategy {strategy}: spawned processes return nothing to the first one; share inference "
+            "with --strategy ddp (train takes ddp_spawn)"
+        )
+    if distributed.launched_externally():
+        return _run(**job)
+    folder = Path(tempfile.mkdtemp(prefix="foveal-pass-"))
+    try:
+        torch.save(job, folder / "pass.pt")
+        os.environ[distributed.PASS_ENV] = str(folder / "pass.pt")
+        return _run(**job)
+    finally:
+        os.environ.pop(distributed.PASS_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(
+    task: Task,
+    model: nn.Module,
+    samples: list[Sample],
+    batch: int,
+    workers: int | None,
+    device: str,
+    devices: int,
+    strategy: str,
+    num_nodes: int,
+    keep: bool,
+    postprocess: dict[str, Any],
+) -> tuple[dict[str, torch.Tensor], list[Any], list[Sample]]:
     from foveal.engine.data_module import TaskData
     from foveal.engine.trainer import accelerator_for, quiet_lightning
 
@@ -89,15 +145,14 @@ def run_model_distributed(
         enable_model_summary=False,
     )
     try:
-        trainer.validate(module, datamodule=TaskData(task, {"val": list(samples)}, config), verbose=False)
+        trainer.validate(module, datamodule=TaskData(task, {"val": samples}, config), verbose=False)
     except Exception as err:
         if not distributed.peer_failure(err):
             raise
         raise distributed.stopped_error(err, "run the command again") from err
     finally:
         distributed.end_process_group()
-    if not trainer.is_global_zero or module.gathered is None:
-        return None
+    assert module.gathered is not None  # on_validation_epoch_end ran in this process
     world = trainer.world_size
     order = [i for rank in range(world) for i in range(rank, len(samples), world)]
     kept, predictions = module.gathered

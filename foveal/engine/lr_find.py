@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from foveal.config import TrainConfig
+
+log = logging.getLogger("foveal")
 
 
 def find_lr(
@@ -20,18 +23,26 @@ def find_lr(
     max_lr: float = 1.0,
     steps: int = 100,
 ) -> dict[str, Any]:
-    """Run the range test on ``module`` (weights are restored afterwards).
+    """Run the range test on ``module`` (weights are restored afterwards), in this process. A run of
+    several DDP processes steps on their mean gradient over ``batch`` x processes images: the test
+    accumulates that many batches per step, so its suggestion is for the effective batch.
 
     Returns {"suggestion": lr, "lrs": [...], "losses": [...], "plot": path}.
     """
     import lightning as L
     from lightning.pytorch.tuner import Tuner
 
+    from foveal.engine.distributed import processes
     from foveal.engine.trainer import accelerator_for, quiet_lightning
     from foveal.report.plots import plot_lr_find
 
     quiet_lightning()
-    steps = max(10, min(steps, len(train_loader) * 5))
+    accumulate = processes(cfg)
+    if accumulate > 1:
+        log.info("range test in one process at the effective batch %d (%d processes x --batch %d), "
+                 "accumulating %d batches per step", accumulate * cfg.batch, accumulate, cfg.batch,
+                 accumulate)  # fmt: skip
+    steps = max(10, min(steps, len(train_loader) * 5 // accumulate))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(
             default_root_dir=tmp,
@@ -42,6 +53,7 @@ def find_lr(
             enable_progress_bar=False,
             enable_model_summary=False,
             max_epochs=1,
+            accumulate_grad_batches=accumulate,
         )
         result = Tuner(trainer).lr_find(
             module,
@@ -57,7 +69,8 @@ def find_lr(
     suggestion = result.suggestion()
     suggestion = float(suggestion) if suggestion is not None else float(module.lr)
     plot = plot_lr_find(lrs, losses, suggestion, plot_path)
-    return {"suggestion": suggestion, "lrs": lrs, "losses": losses, "plot": str(plot)}
+    return {"suggestion": suggestion, "lrs": lrs, "losses": losses, "plot": str(plot),
+            "effective_batch": cfg.batch * accumulate}  # fmt: skip
 
 
 def lr_find(
@@ -80,6 +93,9 @@ def lr_find(
         raise ConfigError("no data given; pass --data PATH")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task_obj, splits, cfg = prepare_run(cfg)
+    from foveal.engine.distributed import check_distributed
+
+    check_distributed(cfg)
     module = build_module(task_obj, cfg)
     loader = make_loader(task_obj, splits["train"], "train", cfg.batch, cfg.workers, cfg.seed)
     return find_lr(module, loader, Path(out), cfg)
