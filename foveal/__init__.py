@@ -25,6 +25,7 @@ _API = {
     "write_synthetic": "foveal.data.synth_writers",
     "cross_validate": "foveal.analysis.cv",
     "ensemble": "foveal.analysis.ensemble",
+    "tune": "foveal.analysis.tune",
     "calibrate": "foveal.analysis.calibration",
     "baseline": "foveal.analysis.baseline",
     "explain": "foveal.explain.saliency",

@@ -29,7 +29,9 @@ import os
 import shutil
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +114,20 @@ def _claim(out: Path, settings: dict[str, Any]) -> None:
     atomic_write_text(saved, json.dumps(settings, indent=1))
 
 
+class Stopped(Exception):
+    """The ``epoch_end`` hook of :func:`cross_validate` stopped fold ``fold`` (the later folds are not
+    trained)."""
+
+    def __init__(self, fold: int) -> None:
+        super().__init__(f"stopped in fold {fold}")
+        self.fold = fold
+
+
 def _train_fold(
     out: Path, k: int, manifest: Path, task: str, options: dict[str, Any], run_options: dict[str, Any]
 ) -> tuple[Path, bool]:
     """Train fold ``k`` (or resume it); return its run folder and whether it was already finished.
-    ``run_options`` also apply to a resumed fold (``progress``)."""
+    ``run_options`` also apply to a resumed fold (``progress``, ``epoch_end``)."""
     from foveal.engine.fit import train
 
     run = out / f"fold_{k}"
@@ -124,16 +135,19 @@ def _train_fold(
         return run, True
     if (run / "checkpoints" / "last.ckpt").is_file():
         log.info("fold %d: resuming from %s", k, run / "checkpoints" / "last.ckpt")
-        train(resume=run, **run_options)
-        return run, False
-    if run.exists():
-        shutil.rmtree(run)  # started but no checkpoint yet: nothing to keep
-    log.info("fold %d: training on %s", k, manifest)
-    result = train(
-        task=task, data=str(manifest), **{**options, **run_options, "project": str(out), "name": run.name}
-    )
-    if result.run_dir != run:
-        raise ConfigError(f"{result.run_dir}: fold run landed outside {run}; remove stray folders in {out}")
+        result = train(resume=run, **run_options)
+    else:
+        if run.exists():
+            shutil.rmtree(run)  # started but no checkpoint yet: nothing to keep
+        log.info("fold %d: training on %s", k, manifest)
+        result = train(task=task, data=str(manifest),
+                       **{**options, **run_options, "project": str(out), "name": run.name})  # fmt: skip
+        if result.run_dir != run:
+            raise ConfigError(
+                f"{result.run_dir}: fold run landed outside {run}; remove stray folders in {out}"
+            )
+    if result.stopped_at is not None:
+        raise Stopped(k)
     return run, False
 
 
@@ -306,6 +320,7 @@ def cross_validate(
     project: str = "runs",
     name: str | None = None,
     parallel: int = 1,
+    epoch_end: Callable[[int, int, dict[str, float]], bool] | None = None,
     **options: Any,
 ) -> CVResult:
     """Train ``folds`` models on stratified (``group_by``: group-aware) folds of ``data``.
@@ -314,6 +329,8 @@ def cross_validate(
     folds trained at once, each in its own process with ``cores // parallel`` threads (clamped to the
     folds and the cores, with a warning; 1: one after another in this process). Returns the per-fold
     runs, the metric summary (also in ``cv.json``) and the out-of-fold predictions file.
+    ``epoch_end(fold, epoch, val_metrics)`` is called after every validation epoch of every fold (folds
+    one after another only); True stops that fold and raises :class:`Stopped` (``foveal tune``'s pruning).
     """
     from foveal.data.splitting import split_dataset
     from foveal.engine.rundir import run_parent
@@ -340,8 +357,13 @@ def cross_validate(
     todo = [k for k in range(folds) if not ((out / f"fold_{k}" / "metrics.json").is_file()
                                              and _oof_rows_file(out, k).is_file())]  # fmt: skip
     parallel = min(clamp_parallel(parallel, folds), max(1, len(todo)))
+    if epoch_end is not None and parallel > 1:
+        raise ConfigError("an epoch_end hook needs the folds one after another (parallel=1)")
     run_options = {"progress": False} if parallel > 1 else {}  # K progress bars would overwrite each other
-    jobs = {k: (out, k, manifests[k], task, {**options, "seed": seed}, run_options) for k in todo}
+    hook = (lambda k: {"epoch_end": partial(epoch_end, k)}) if epoch_end else (lambda k: {})
+    jobs = {
+        k: (out, k, manifests[k], task, {**options, "seed": seed}, {**run_options, **hook(k)}) for k in todo
+    }
     finished = {k: True for k in range(folds) if k not in jobs}
     if parallel > 1:
         log.info("training folds %s, %d at a time", todo, parallel)

@@ -31,6 +31,7 @@ def build_parser() -> FovealParser:
         models,
         report,
         train,
+        tune,
     )
     from foveal.cli.parser import FovealParser
 
@@ -42,7 +43,21 @@ def build_parser() -> FovealParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and full tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # the order of `foveal --help`: the workflow from training to understanding, then tools
-    order = (train, cv, evaluate, ensemble, calibrate, explain, baseline, report, data, gallery, models, demo)
+    order = (
+        train,
+        cv,
+        tune,
+        evaluate,
+        ensemble,
+        calibrate,
+        explain,
+        baseline,
+        report,
+        data,
+        gallery,
+        models,
+        demo,
+    )
     for module in order:
         module.add_parsers(commands)
     return parser

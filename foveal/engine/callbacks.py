@@ -72,3 +72,31 @@ class BackboneFreezer(L.Callback):
             pl_module.model.train()  # BatchNorm layers held in eval mode resume updating their statistics
         if self._frozen(trainer.current_epoch):
             freeze_bn_stats(pl_module.model)
+
+
+class EpochHook(L.Callback):
+    """After each validation epoch, ``hook(epoch, metrics)`` in the first process (``metrics``: the
+    logged val/* scalars without the prefix); True stops the run. The decision is broadcast, so every
+    process of a multi-process run (each has this callback, the others with ``hook`` None) stops at
+    the same epoch. ``stopped_at``: the epoch it stopped after, else None."""
+
+    def __init__(self, hook: Any = None) -> None:
+        self.hook = hook
+        self.stopped_at: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        stop = False
+        if trainer.is_global_zero and self.hook is not None:
+            metrics = {
+                key.removeprefix("val/"): float(value)
+                for key, value in trainer.callback_metrics.items()
+                if key.startswith("val/") and torch.as_tensor(value).numel() == 1
+            }
+            stop = bool(self.hook(trainer.current_epoch, metrics))
+        if trainer.world_size > 1:
+            stop = bool(trainer.strategy.broadcast(stop, src=0))
+        if stop:
+            self.stopped_at = trainer.current_epoch
+            trainer.should_stop = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -29,12 +30,14 @@ log = logging.getLogger("foveal")
 
 @dataclass
 class TrainResult:
-    """Where a run went and how it did: ``metrics`` are the best checkpoint's validation metrics."""
+    """Where a run went and how it did: ``metrics`` are the best checkpoint's validation metrics;
+    ``stopped_at``: the epoch after which ``epoch_end`` stopped it, else None."""
 
     run_dir: Path
     best: Path
     last: Path
     metrics: dict[str, Any]
+    stopped_at: int | None = None
 
 
 def _resume_target(resume: str | Path) -> tuple[Path, Path]:
@@ -55,12 +58,15 @@ def train(
     *,
     config: str | Path | None = None,
     resume: str | Path | None = None,
+    epoch_end: Callable[[int, dict[str, float]], bool] | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train a model; returns the run folder, checkpoints and best validation metrics.
 
     Parameters are the fields of ``TrainConfig`` (``epochs``, ``batch``, ``model``, ``lr``, ...);
     ``config`` is a YAML file of the same fields; ``resume`` continues a run from its last checkpoint.
+    ``epoch_end(epoch, val_metrics)`` is called after each validation epoch (in the first process of a
+    multi-process run); True stops the run there in every process (``foveal tune``'s pruning).
     """
     start = time.perf_counter()
     ckpt_path = None
@@ -78,7 +84,7 @@ def train(
     task_obj, splits, cfg = prepare_run(cfg)  # data errors surface here, before Lightning is imported
     import lightning as L
 
-    from foveal.engine.callbacks import History
+    from foveal.engine.callbacks import EpochHook, History
     from foveal.engine.data_module import TaskData
     from foveal.engine.trainer import build_trainer
 
@@ -92,7 +98,9 @@ def train(
     history = History(run_dir / "history.json")
     module = build_module(task_obj, cfg)
     data = TaskData(task_obj, splits, cfg, partial(_sampler, task_obj, splits, cfg))  # picklable: ddp_spawn
-    trainer = build_trainer(cfg, task_obj, run_dir, history, use_distributed_sampler=False)
+    # every process of a multi-process run has the hook: it broadcasts the first one's decision
+    hooks = [EpochHook(epoch_end)] if epoch_end is not None or distributed.processes(cfg) > 1 else []
+    trainer = build_trainer(cfg, task_obj, run_dir, history, hooks, use_distributed_sampler=False)
     if cfg.lr == "auto":  # the first process only: the others read the suggestion from config.yaml
         from foveal.engine.lr_find import find_lr
 
@@ -113,10 +121,11 @@ def train(
     best, last = run_dir / "checkpoints" / "best.ckpt", run_dir / "checkpoints" / "last.ckpt"
     if not best.is_file():
         best = last
+    stopped_at = hooks[0].stopped_at if hooks else None
     if not trainer.is_global_zero:  # the first process evaluates, plots and reports, once
-        return TrainResult(run_dir, best, last, {})
+        return TrainResult(run_dir, best, last, {}, stopped_at)
     metrics = _finish(run_dir, best, splits, cfg, history, time.perf_counter() - start)
-    return TrainResult(run_dir, best, last, metrics)
+    return TrainResult(run_dir, best, last, metrics, stopped_at)
 
 
 def _new_run(cfg: TrainConfig) -> Path:

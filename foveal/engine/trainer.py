@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,17 @@ def accelerator_for(device: str) -> str:
 
 
 def build_trainer(
-    config: TrainConfig, task: Task, run_dir: Path, history: History, **overrides: Any
+    config: TrainConfig,
+    task: Task,
+    run_dir: Path,
+    history: History,
+    extra_callbacks: Sequence[L.Callback] = (),
+    **overrides: Any,
 ) -> L.Trainer:
     """A Trainer that checkpoints best/last into ``run_dir/checkpoints`` and logs to ``run_dir/logs``.
 
-    ``overrides`` are further ``lightning.Trainer`` arguments (e.g. ``max_steps``, ``limit_val_batches``).
+    ``extra_callbacks`` join the run's own; ``overrides`` are further ``lightning.Trainer`` arguments
+    (e.g. ``max_steps``, ``limit_val_batches``).
     """
     quiet_lightning()
     monitor = f"val/{task.monitor}"
@@ -76,6 +83,7 @@ def build_trainer(
         callbacks.append(EarlyStopping(monitor=monitor, mode=task.mode, patience=config.patience))
     if config.progress:
         callbacks.append(RichProgressBar(leave=True))
+    callbacks += extra_callbacks
     accelerator = accelerator_for(config.device)
     on_cuda = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
     precision = "16-mixed" if config.amp and on_cuda else "32-true"

@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -138,7 +139,8 @@ class Task(ABC):
     ``coco_iou_types`` are the COCO evaluations of its predictions ('bbox', 'segm', 'keypoints'), which
     ``foveal val --predictions RESULTS.json`` computes; empty: results files are not supported.
     ``headline_metrics`` are the metrics side-by-side tables show (``foveal ensemble``; the monitored
-    one when empty).
+    one when empty). ``tune_space`` is the search space ``foveal tune`` uses when none is given (the
+    YAML mapping of ``foveal.analysis.search_space``).
     """
 
     name: ClassVar[str]
@@ -155,6 +157,15 @@ class Task(ABC):
     demo: ClassVar[DemoRecipe | None] = None
     coco_iou_types: ClassVar[tuple[str, ...]] = ()
     headline_metrics: ClassVar[tuple[str, ...]] = ()
+    tune_space: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {
+            "lr": {"type": "float", "low": 3e-4, "high": 3e-2, "log": True},
+            "weight_decay": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+            "optimizer": ["adamw", "sgd"],
+            "momentum": {"type": "float", "low": 0.8, "high": 0.99, "when": {"optimizer": "sgd"}},
+            "aug": ["auto", "none", "light", "medium"],
+        }
+    )
 
     def __init__(self, meta: TaskMeta | Mapping[str, Any]) -> None:
         self.meta = meta if isinstance(meta, self.Meta) else self.Meta.from_dict(meta)

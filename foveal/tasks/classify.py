@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -58,6 +59,9 @@ class ClassifyTask(Task):
     model_family = "classify"
     dataset_kind = "classify"
     headline_metrics = ("accuracy", "f1_macro", "auroc", "ece")
+    tune_space = MappingProxyType(
+        {**Task.tune_space, "label_smoothing": {"type": "float", "low": 0.0, "high": 0.2}}
+    )
     explain_kind = "vector"
     predict_options = (PredictOption("topk", int, 5, "classify: classes per image"),)
     demo = DemoRecipe("imagefolder", 4000, 12, "test/*/*.png", predict={"render": True})

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,10 @@ class RegressTask(Task):
     model_family = "classify"  # any classification backbone, one output per target
     dataset_kind = "regress"
     headline_metrics = ("r2", "mae", "rmse", "mape")
+    # medium and heavy mix images (mosaic, MixUp), which regression refuses
+    tune_space = MappingProxyType(
+        {**Task.tune_space, "aug": ["auto", "none", "light"], "loss": ["mse", "l1", "huber"]}
+    )
     explain_kind = "vector"
     default_aug = "none"  # crops and rescales change sizes, flips change angles: opt in with --aug
     meta: RegressMeta
