@@ -208,3 +208,14 @@ def test_pruning_stops_every_ddp_process_at_the_same_epoch(shapes: Path, tmp_pat
     assert "STOPPED 0" in done.stdout
     history = json.loads((tmp_path / "p" / "d" / "history.json").read_text())
     assert [row["epoch"] for row in history] == [0]
+
+
+def test_a_sqlite_storage_holds_the_study_and_a_larger_trials_goes_on(shapes: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    common = {"space": {"lr": [0.003, 0.01, 0.03]}, "storage": url, "study": "lr", "project": str(tmp_path),
+              "progress": False, **{**FAST, "epochs": 1}}  # fmt: skip
+    first = tune("classify", str(shapes), trials=1, **common)
+    assert first.storage == url and sum(first.counts.values()) == 1
+    second = tune("classify", str(shapes), trials=2, **common)
+    assert sum(second.counts.values()) == 2 and not (second.out / "study.journal").exists()
+    assert len(optuna.load_study(study_name="lr", storage=url).trials) == 2
