@@ -29,6 +29,10 @@ class CheckpointError(FovealError):
     """A checkpoint that cannot be loaded or belongs to another task."""
 
 
+class DivergedError(FovealError):
+    """The training loss became NaN or infinite: the recipe (learning rate, loss) does not train."""
+
+
 def did_you_mean(value: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ' (did you mean: a, b?)' for close matches of ``value`` in ``choices``, or ''."""
     choices = list(choices)

@@ -219,3 +219,19 @@ def test_a_sqlite_storage_holds_the_study_and_a_larger_trials_goes_on(shapes: Pa
     second = tune("classify", str(shapes), trials=2, **common)
     assert sum(second.counts.values()) == 2 and not (second.out / "study.journal").exists()
     assert len(optuna.load_study(study_name="lr", storage=url).trials) == 2
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_train_says_so_in_one_line(
+    shapes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = {**FAST, "aug": "none"}
+    result = tune("classify", str(shapes), space={"lr": [0.003, 1e6]}, sampler="grid", trials=2,
+                  project=str(tmp_path), progress=False, **options)  # fmt: skip
+    rows = {float(r["lr"]): r for r in _rows(result.out)}
+    assert rows[0.003]["state"] == "complete" and rows[1e6]["state"] == "fail"
+    assert rows[1e6]["error"].startswith("DivergedError: the training loss became nan")
+    args = ["train", "--data", str(shapes), "--lr", "1e6", "--project", str(tmp_path / "t"), "--no-progress",
+            *(f"--{k}={v}" for k, v in options.items())]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("foveal train: error: the training loss became nan") and "--lr" in err[-1]

@@ -39,7 +39,7 @@ from typing import Any
 from foveal.analysis.search_space import Param, apply_params, grid, load_space, suggest
 from foveal.atomic import atomic_write_text
 from foveal.config import DEFAULT_TASK, TrainConfig, load_yaml
-from foveal.errors import ConfigError, FovealError, check_choice, did_you_mean
+from foveal.errors import ConfigError, DivergedError, FovealError, check_choice, did_you_mean
 from foveal.serialize import dumps
 
 log = logging.getLogger("foveal")
@@ -453,11 +453,12 @@ class _Runner:
         except optuna.TrialPruned:
             trial.set_user_attr("seconds", time.perf_counter() - start)
             raise
-        except (FovealError, KeyboardInterrupt):
-            raise  # the user's mistake (or wish): the study stops with one line
-        except Exception as err:  # out of memory, a crash in a model: this trial failed, the study goes on
+        except Exception as err:
             trial.set_user_attr("error", _one_line(err))
             trial.set_user_attr("seconds", time.perf_counter() - start)
+            if isinstance(err, FovealError) and not isinstance(err, DivergedError):
+                raise  # the user's mistake: the study stops with one line
+            # out of memory, a diverging loss, a crash in a model: this trial failed, the study goes on
             raise TrialFailed(_one_line(err)) from err
         trial.set_user_attr("seconds", time.perf_counter() - start)
         if not math.isfinite(value):

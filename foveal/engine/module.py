@@ -9,7 +9,12 @@ import torch
 from torch import Tensor
 
 from foveal.config import TrainConfig
+from foveal.errors import DivergedError
 from foveal.tasks.base import Task
+
+# A non-finite loss is looked for every this many batches (and the first): NaN weights stay NaN, so it
+# is caught within that many steps without a device sync on every one.
+DIVERGENCE_CHECK_STEPS = 8
 
 
 class TaskModule(L.LightningModule):
@@ -59,6 +64,12 @@ class TaskModule(L.LightningModule):
         if self.batch_transform is not None:
             images, targets = self.batch_transform(images, targets)
         losses = self.task.loss(self.task.forward(self.model, images, targets), targets, self.criterion)
+        loss = losses["loss"].detach()
+        if batch_idx % DIVERGENCE_CHECK_STEPS == 0 and not torch.isfinite(loss):
+            raise DivergedError(
+                f"the training loss became {float(loss)} at epoch {self.current_epoch}, batch {batch_idx}: "
+                f"lower --lr (now {self.lr:g}) or add --grad-clip 1.0"
+            )
         for key, value in losses.items():
             self.log(
                 f"train/{key}",
