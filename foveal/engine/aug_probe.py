@@ -37,6 +37,7 @@ from foveal.data.sample import Sample
 from foveal.data.transforms import resolve_aug
 from foveal.engine.inference import pick_device, to_device
 from foveal.engine.merge import MergedModel, View
+from foveal.errors import ConfigError
 from foveal.tasks.base import Task
 
 log = logging.getLogger("foveal")
@@ -45,7 +46,7 @@ CANDIDATES = {"hflip": View(hflip=True), "vflip": View(vflip=True)}
 PROBE_TRAIN = 512  # training images the probe sees at most
 PROBE_VAL = 256  # images it is scored on at most
 PROBE_STEPS = 160
-RUN_SHARE = 2  # the run must see this many times the probe's training images
+RUN_SHARE = 4  # the run must see this many times the probe's training images
 PROBE_BATCH = 16
 MIN_IMAGES = 8  # fewer training or scoring images: no probe
 GROUPS = 32  # jackknife groups of scoring images at most
@@ -115,8 +116,9 @@ def _probe(
     scored: Sequence[Sample],
     views: Sequence[View],
     cfg: TrainConfig,
-) -> dict[str, list[dict[str, torch.Tensor]]]:
-    """Kept outputs per group of scoring images: 'untrained', 'plain' and one entry per view's name."""
+) -> dict[str, Any]:
+    """Kept outputs per group of scoring images: 'untrained', 'plain' and one entry per view's name (the
+    task's error message instead where it cannot map that view's outputs back)."""
     probe = type(task)(replace(task.meta, aug=resolve_aug("none")))
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -127,7 +129,10 @@ def _probe(
     _fit(probe, model, [probe.item(s, transform) for s in train], cfg, device)
     kept["plain"] = _score(probe, model, groups, None, device)
     for view in views:
-        kept[view.name] = _score(probe, model, groups, view, device)
+        try:
+            kept[view.name] = _score(probe, model, groups, view, device)
+        except ConfigError as err:  # the task cannot map this view's outputs back (pose without flip_idx)
+            kept[view.name] = str(err)
     return kept
 
 
@@ -203,7 +208,7 @@ def _decide(
     task: Task,
     base: str | dict,
     candidates: list[str],
-    scores: dict[str, list[dict]],
+    scores: dict[str, Any],
     evidence: dict[str, Any],
 ) -> tuple[str | dict, dict[str, Any]]:
     """Apply the decision rule (module docstring) to the probe's ``scores``."""
@@ -220,6 +225,9 @@ def _decide(
     off: dict[str, float] = {}
     for name in candidates:
         view = CANDIDATES[name]
+        if isinstance(scores[view.name], str):
+            evidence["candidates"][name] = {"kept": True, "unmeasured": scores[view.name]}
+            continue
         drop, drop_se = _paired(task, scores["plain"], scores[view.name])
         margin = max(Z * drop_se, RELEVANT * signal)
         keep = not drop > margin
@@ -234,7 +242,9 @@ def _decide(
             off[name] = 0.0
     aug = base if not off else {**(base if isinstance(base, dict) else {"preset": base}), **off}
     parts = [
-        f"{name} {'kept' if c['kept'] else 'off'} ({task.monitor} {c['plain']:.3f} plain vs "
+        f"{name} kept as the preset sets it (not measured: {c['unmeasured']})"
+        if "unmeasured" in c
+        else f"{name} {'kept' if c['kept'] else 'off'} ({task.monitor} {c['plain']:.3f} plain vs "
         f"{c['transformed']:.3f} {name}ped, drop {c['drop']:+.3f} {'<=' if c['kept'] else '>'} margin "
         f"{c['margin']:.3f})"
         for name, c in evidence["candidates"].items()
