@@ -23,7 +23,8 @@ def option(default: Any = MISSING, *, help: str, group: str, factory: Any = MISS
     """A TrainConfig field with what its command-line flag needs: ``help``, ``group`` (data, model,
     optimisation, run) and optional argparse details in ``cli``: ``parse`` (text -> value, for types
     the annotation does not say how to read), ``flag`` (another flag name, e.g. '--no-progress'),
-    ``metavar``, ``show_default`` (False: the help does not end with the default)."""
+    ``metavar``, ``show_default`` (False: the help does not end with the default), ``internal`` (True:
+    no flag; the run writes the value into config.yaml)."""
     return field(default=default, default_factory=factory, metadata={"help": help, "group": group, **cli})
 
 
@@ -103,10 +104,13 @@ class TrainConfig:
     focal_gamma: float = option(2.0, help="focal loss gamma", group="optimisation")
     aug: str | dict = option(
         "auto",
-        help="augmentation preset auto|none|light|medium|heavy (auto: the task's, light; regress: none), "
-        "or a YAML/JSON mapping of options",
+        help="augmentation preset auto|none|light|medium|heavy, or a YAML/JSON mapping of options "
+        "(auto: the task's preset, light; regress: none, less the flips a short probe finds change labels)",
         group="data",
         parse=name_or_mapping,
+    )
+    aug_evidence: dict | None = option(
+        None, help="what --aug auto measured and decided (written by the run)", group="data", internal=True
     )
     patience: int | None = option(None, help="early stopping patience in epochs", group="optimisation")
     grad_clip: float | None = option(None, help="clip the gradient norm at this value", group="optimisation")

@@ -12,10 +12,16 @@ def run_synth(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.data.synth_writers import write_synthetic
 
     out = write_synthetic(
-        args.out, n=args.n, imgsz=args.imgsz, seed=args.seed, fmt=args.format, imbalance=args.imbalance
+        args.out,
+        n=args.n,
+        imgsz=args.imgsz,
+        seed=args.seed,
+        fmt=args.format,
+        imbalance=args.imbalance,
+        scene=args.scene,
     )
-    print(f"wrote {args.n} synthetic {args.format} images to {out}")
-    return {"out": str(out), "n": args.n, "format": args.format}
+    print(f"wrote {args.n} synthetic {args.scene} {args.format} images to {out}")
+    return {"out": str(out), "n": args.n, "format": args.format, "scene": args.scene}
 
 
 def run_preview(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,7 +91,7 @@ def add_parsers(commands: Any) -> None:
     data = commands.add_parser("data", help="dataset tools").add_subparsers(
         dest="data_command", required=True, metavar="ACTION"
     )
-    p = data.add_parser("synth", help="generate the synthetic shapes dataset")
+    p = data.add_parser("synth", help="generate a synthetic dataset (shapes, or arrows: --scene)")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--imgsz", type=int, default=64)
@@ -94,6 +100,9 @@ def add_parsers(commands: Any) -> None:
         "--format", default="imagefolder", help="imagefolder|csv|coco|yolo|yolo-seg|yolo-pose|masks|regress"
     )
     p.add_argument("--imbalance", type=int, default=1, help="k: k:1 train imbalance")
+    p.add_argument(
+        "--scene", default="shapes", help="shapes | arrows (left/right/up/down: flips change the class)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_synth)
     p = data.add_parser("preview", help="a grid of augmented training samples")

@@ -15,6 +15,8 @@ Layouts (``i`` is the scene index, six digits; images are RGB PNGs):
   ``regression_targets`` (mean shape size in pixels, number of shapes).
 
 The csv format holds every scene in one file (no split); the others split by seeded shuffle.
+``scene="arrows"`` writes the orientation-sensitive arrows (``foveal.data.synthetic.generate_arrows``,
+classes left/right/up/down) instead of the shapes, as imagefolder or masks.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import yaml
 from PIL import Image
 
 from foveal.data.synthetic import (
+    ARROW_CLASSES,
     CLASSES,
     KEYPOINT_NAMES,
     MAX_KEYPOINTS,
@@ -37,11 +40,14 @@ from foveal.data.synthetic import (
     Scene,
     ShapeObject,
     generate,
+    generate_arrows,
 )
 from foveal.errors import ConfigError, DataError, check_choice
 
 FORMATS = ("imagefolder", "csv", "coco", "yolo", "yolo-seg", "yolo-pose", "masks", "regress")
 SPLITS = ("train", "val", "test")
+SCENES = {"shapes": CLASSES, "arrows": ARROW_CLASSES}
+ARROW_FORMATS = ("imagefolder", "masks")
 
 
 def _split_of(n: int, seed: int, splits: tuple[float, float, float]) -> list[str]:
@@ -101,21 +107,23 @@ def _coco_annotation(obj: ShapeObject, ann_id: int, image_id: int) -> dict:
 Items = Iterable[tuple[int, Scene, str]]  # (scene index, scene, split name)
 
 
-def _write_imagefolder(out: Path, items: Items, active: list[str]) -> None:
+def _write_imagefolder(
+    out: Path, items: Items, active: list[str], classes: tuple[str, ...] = CLASSES
+) -> None:
     for split in active:
         (out / split).mkdir()
     for i, scene, split in items:
-        _save(scene.image, out / split / CLASSES[scene.objects[0].cls] / f"{i:06d}.png")
+        _save(scene.image, out / split / classes[scene.objects[0].cls] / f"{i:06d}.png")
 
 
-def _write_masks(out: Path, items: Items, active: list[str]) -> None:
+def _write_masks(out: Path, items: Items, active: list[str], classes: tuple[str, ...] = CLASSES) -> None:
     for split in active:
         (out / split / "images").mkdir(parents=True)
         (out / split / "masks").mkdir()
     for i, scene, split in items:
         _save(scene.image, out / split / "images" / f"{i:06d}.png")
         _save(scene.semantic, out / split / "masks" / f"{i:06d}.png", mode="L")
-    (out / "classes.txt").write_text("\n".join(("background", *CLASSES)) + "\n")
+    (out / "classes.txt").write_text("\n".join(("background", *classes)) + "\n")
 
 
 def _write_coco(out: Path, items: Items, active: list[str]) -> None:
@@ -262,33 +270,53 @@ def write_synthetic(
     splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
     max_objects: int = 4,
     imbalance: int = 1,
+    scene: str = "shapes",
 ) -> Path:
     """Generate ``n`` shapes scenes and write them to the new or empty folder ``out`` as ``fmt``.
 
     imagefolder uses single-object scenes, the other formats 1..``max_objects`` objects per scene.
     Splits with fraction 0 are not written (csv ignores ``splits``). ``imbalance`` k > 1 (imagefolder
     only) keeps one in k training images of every class but the first, an imbalance of k:1 in 'train'
-    (val and test stay balanced, so macro metrics show what the rare classes lost). Returns ``out``.
+    (val and test stay balanced, so macro metrics show what the rare classes lost). ``scene``
+    "arrows" writes arrows (classes left/right/up/down; imagefolder or masks). Returns ``out``.
     """
     check_choice("synthetic data format", fmt, FORMATS)
+    check_choice("synthetic scene", scene, tuple(SCENES))
+    if scene == "arrows" and fmt not in ARROW_FORMATS:
+        raise ConfigError(f"--scene arrows is written as {' or '.join(ARROW_FORMATS)}, not {fmt}")
     if not isinstance(imbalance, int) or imbalance < 1:
         raise ConfigError(f"--imbalance {imbalance!r}: must be a whole number >= 1 (e.g. 10 for 10:1)")
     if imbalance > 1 and fmt != "imagefolder":
         raise ConfigError(f"--imbalance needs --format imagefolder (single-label classes), not {fmt}")
     split_of = _split_of(n, seed, splits)
     active = [s for s, frac in zip(SPLITS, splits, strict=True) if frac > 0]
-    scenes = generate(n, imgsz, seed, single_object=fmt == "imagefolder", max_objects=max_objects)
+    if scene == "arrows":
+        scenes = generate_arrows(n, imgsz, seed)
+    else:
+        scenes = generate(n, imgsz, seed, single_object=fmt == "imagefolder", max_objects=max_objects)
     out = _prepare(out)
     items = ((i, sc, split_of[i]) for i, sc in enumerate(scenes))
-    _WRITERS[fmt](out, _thin_minority(items, imbalance) if imbalance > 1 else items, active)
-    _write_readme(out, n, imgsz, seed, fmt, splits, max_objects)
+    items = _thin_minority(items, imbalance) if imbalance > 1 else items
+    if scene == "arrows":
+        _WRITERS[fmt](out, items, active, ARROW_CLASSES)
+    else:
+        _WRITERS[fmt](out, items, active)
+    _write_readme(out, n, imgsz, seed, fmt, splits, max_objects, scene)
     return out
 
 
 def _write_readme(
-    out: Path, n: int, imgsz: int, seed: int, fmt: str, splits: tuple[float, float, float], max_objects: int
+    out: Path,
+    n: int,
+    imgsz: int,
+    seed: int,
+    fmt: str,
+    splits: tuple[float, float, float],
+    max_objects: int,
+    scene: str = "shapes",
 ) -> None:
-    objects = "one object per image" if fmt == "imagefolder" else f"1 to {max_objects} objects per image"
+    single = fmt == "imagefolder" or scene == "arrows"
+    objects = "one object per image" if single else f"1 to {max_objects} objects per image"
     split_text = "no split (one labels.csv)" if fmt == "csv" else f"train/val/test fractions {tuple(splits)}"
     columns = (
         "targets.csv columns: path (the image, relative to this folder), split (train/val/test),\n"
@@ -297,13 +325,14 @@ def _write_readme(
         if fmt == "regress"
         else ""
     )
+    rotation = "the direction it points +-15 degrees" if scene == "arrows" else "rotation"
     (out / "README.txt").write_text(
-        "Synthetic 'shapes' dataset generated by foveal (foveal.data.synthetic).\n"
-        f"Classes: {', '.join(CLASSES)}. {n} RGB images of {imgsz}x{imgsz} pixels, {objects},\n"
-        "drawn on textured backgrounds with random colour, size, position and rotation.\n"
+        f"Synthetic '{scene}' dataset generated by foveal (foveal.data.synthetic).\n"
+        f"Classes: {', '.join(SCENES[scene])}. {n} RGB images of {imgsz}x{imgsz} pixels, {objects},\n"
+        f"drawn on textured backgrounds with random colour, size, position and {rotation}.\n"
         f"Format: {fmt}; {split_text}; seed {seed}.\n"
         f"{columns}"
         "Regenerate with: foveal.data.synth_writers.write_synthetic("
         f"out, n={n}, imgsz={imgsz}, seed={seed}, fmt={fmt!r}, splits={tuple(splits)}, "
-        f"max_objects={max_objects})\n"
+        f"max_objects={max_objects}, scene={scene!r})\n"
     )

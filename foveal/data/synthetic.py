@@ -4,6 +4,10 @@ One deterministic generator gives every task's targets at once: the class of eac
 instance mask, its box, its keypoints and the scene's semantic map. Colour, size, position and
 rotation are drawn independently of the class, so only the shape tells the classes apart.
 Shapes are drawn without anti-aliasing, so masks match the drawn pixels exactly.
+
+The "arrows" scenes (``generate_arrows``) are orientation-sensitive: one arrow per image whose class
+is the direction it points (``ARROW_CLASSES``), so a horizontal flip swaps left and right and a
+vertical flip swaps up and down, where every flip of a shape is the same shape.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ MAX_KEYPOINTS = max(KEYPOINTS_PER_CLASS)
 KEYPOINT_NAMES = tuple(f"vertex_{i + 1}" for i in range(MAX_KEYPOINTS))
 SKELETONS = ((), ((0, 1), (1, 2), (2, 3), (3, 0)), ((0, 1), (1, 2), (2, 0)), ())
 """Edges between keypoint indices (0-based) per class."""
+
+ARROW_CLASSES = ("left", "right", "up", "down")
+_ARROW_ANGLES = (np.pi, 0.0, -np.pi / 2, np.pi / 2)  # screen angles (y down) of ARROW_CLASSES
+_ARROW_JITTER = np.pi / 12  # +-15 degrees around the class direction
+_ARROW_LENGTH = (0.5, 0.85)  # tip-to-tail length / image size
 
 _SINGLE_SIZE = (0.35, 0.80)  # circumscribed diameter / image size, single-object scenes
 _MULTI_SIZE = (0.25, 0.50)  # same, multi-object scenes
@@ -214,6 +223,54 @@ def generate_scene(rng: np.random.Generator, imgsz: int = 64, n_objects: int = 1
         semantic[mask] = cls + 1
         objects.append(ShapeObject(cls, _box(mask), mask, _keypoints(cls, verts, mask)))
     return Scene(image=image, objects=objects, semantic=semantic)
+
+
+def _arrow_vertices(cls: int, rng: np.random.Generator, imgsz: int) -> np.ndarray:
+    """(7, 2) polygon of an arrow pointing along ``ARROW_CLASSES[cls]`` (+-15 degrees), inside the image."""
+    length = rng.uniform(*_ARROW_LENGTH) * imgsz
+    shaft, head, half_head = 0.09 * length, 0.4 * length, 0.28 * length
+    tip, neck = length / 2, length / 2 - head
+    local = np.array(
+        [
+            (-tip, -shaft),
+            (neck, -shaft),
+            (neck, -half_head),
+            (tip, 0.0),
+            (neck, half_head),
+            (neck, shaft),
+            (-tip, shaft),
+        ]
+    )
+    angle = _ARROW_ANGLES[cls] + rng.uniform(-_ARROW_JITTER, _ARROW_JITTER)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    cx, cy = rng.uniform(tip, imgsz - tip, 2)
+    return (local @ rot.T + (cx, cy)).astype(np.float32)
+
+
+def generate_arrow_scene(rng: np.random.Generator, imgsz: int = 64) -> Scene:
+    """One arrow of 50-85% of the image on a textured background, fully inside; its class is the
+    direction it points. Same background, colours and noise as ``generate_scene``; no keypoints."""
+    _check_imgsz(imgsz)
+    canvas, base = _background(rng, imgsz)
+    cls = int(rng.integers(len(ARROW_CLASSES)))
+    verts = _arrow_vertices(cls, rng, imgsz)
+    canvas_mask = Image.new("L", (imgsz, imgsz), 0)
+    ImageDraw.Draw(canvas_mask).polygon([(float(x), float(y)) for x, y in verts], fill=1)
+    mask = np.asarray(canvas_mask).view(bool)
+    canvas[mask] = _pick_colour(rng, [base], [_MIN_BG_DISTANCE])
+    canvas += (rng.random(canvas.shape, dtype=np.float32) - 0.5) * rng.uniform(8.0, 20.0)  # pixel noise
+    semantic = mask.astype(np.uint8) * (cls + 1)
+    obj = ShapeObject(cls, _box(mask), mask, np.zeros((0, 3), dtype=np.float32))
+    return Scene(image=np.clip(np.rint(canvas), 0, 255).astype(np.uint8), objects=[obj], semantic=semantic)
+
+
+def generate_arrows(n: int, imgsz: int = 64, seed: int = 0) -> Iterator[Scene]:
+    """Yield ``n`` arrow scenes, the same ones for the same arguments; checked at call time."""
+    if n < 0:
+        raise ConfigError(f"number of scenes {n} must be 0 or more")
+    _check_imgsz(imgsz)
+    rng = np.random.default_rng(seed)
+    return (generate_arrow_scene(rng, imgsz) for _ in range(n))
 
 
 def _check_imgsz(imgsz: int) -> None:

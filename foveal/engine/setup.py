@@ -45,17 +45,26 @@ def check_names(cfg: TrainConfig) -> None:
 
 def prepare_run(cfg: TrainConfig) -> tuple[Task, dict[str, list[Sample]], TrainConfig]:
     """The task (its meta complete), the readable samples per split and the config with the task's
-    defaults resolved (``model``, ``aug auto``)."""
+    defaults resolved (``model``; ``aug auto`` measured on the data, ``foveal.engine.aug_probe``, with
+    its evidence in ``aug_evidence``). A config read back from a run's config.yaml (``--resume``, the
+    processes of a multi-process run) holds the resolved aug, so it is never probed twice."""
     check_names(cfg)
     budget_threads(cfg.threads, processes_sharing(cfg.devices, cfg.strategy, cfg.device))
     task_cls = get_task(cfg.task)
     if cfg.model is None:
         cfg = replace(cfg, model=task_cls.default_model(cfg.imgsz))
-    if cfg.aug == "auto":
-        cfg = replace(cfg, aug=task_cls.default_aug)
     splits, meta = task_cls.load_data(cfg)
     splits = {name: drop_unreadable(samples, cfg.on_bad_image) for name, samples in splits.items() if samples}
-    return task_cls(meta), splits, cfg
+    task = task_cls(meta)
+    if cfg.aug == "auto":
+        from foveal.data.transforms import resolve_aug
+        from foveal.engine.aug_probe import choose_aug
+
+        aug, evidence = choose_aug(task, splits, cfg)
+        log.info("--aug auto: %s", evidence["summary"])
+        cfg = replace(cfg, aug=aug, aug_evidence=evidence)
+        task = task_cls(replace(meta, aug=resolve_aug(aug)))
+    return task, splits, cfg
 
 
 def build_module(task: Task, cfg: TrainConfig):

@@ -1,11 +1,12 @@
 """The run report: ``RUN/report.html``, one self-contained page built from the files of a run folder.
 
 Reads what the run (and later commands on it) wrote: ``metrics.json`` (validation, test, per-class),
-``config.yaml``, ``data.json`` (samples per split and class), every ``plots/*.png`` (curves, confusion
-matrix, PR/ROC, reliability, top losses, examples), ``errors.json`` (most-confused pairs, top losses),
-``calibration/`` (temperature, ECE before/after, reliability diagrams), ``explain/*.png`` (saliency),
-and ``comparisons/*.json`` (TTA, ensemble, classical baseline) for the "single vs TTA vs ensemble vs
-baseline" table. ``foveal report RUN`` rebuilds it; commands that add files to a run rebuild it too.
+``config.yaml`` (with what ``--aug auto`` measured: ``aug_evidence``), ``data.json`` (samples per split
+and class), every ``plots/*.png`` (curves, confusion matrix, PR/ROC, reliability, top losses, examples),
+``errors.json`` (most-confused pairs, top losses), ``calibration/`` (temperature, ECE before/after,
+reliability diagrams), ``explain/*.png`` (saliency), and ``comparisons/*.json`` (TTA, ensemble,
+classical baseline) for the "single vs TTA vs ensemble vs baseline" table. ``foveal report RUN``
+rebuilds it; commands that add files to a run rebuild it too.
 Images are embedded as data URIs, every string is HTML-escaped, and the page loads nothing else.
 """
 
@@ -166,6 +167,34 @@ def _data_summary(doc: Any) -> str:
     return "<h2 id='data'>Data</h2>" + _table(header, rows)
 
 
+def _aug_evidence(doc: Any) -> str:
+    """The ``--aug auto`` decision: its summary and, per probed flip, the metric plain and flipped."""
+    if not isinstance(doc, dict) or not doc.get("summary"):
+        return ""
+    probe = doc.get("probe") if isinstance(doc.get("probe"), dict) else {}
+    where = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in probe.items())
+    rows = [
+        [
+            name,
+            c.get("plain"),
+            c.get("transformed"),
+            c.get("drop"),
+            c.get("margin"),
+            "kept" if c.get("kept") else "off",
+        ]
+        for name, c in (doc.get("candidates") or {}).items()
+        if isinstance(c, dict)
+    ]
+    metric = str(doc.get("metric", "metric"))
+    header = ["transform", f"{metric} plain", f"{metric} transformed", "drop", "margin", "decision"]
+    return (
+        "<h2 id='augmentation'>Augmentation (--aug auto)</h2>"
+        f"<p>{_e(doc['summary'])}</p>"
+        + (f"<p>probe: {_e(where)}</p>" if where else "")
+        + (_table(header, rows) if rows else "")
+    )
+
+
 def write_report(run_dir: str | Path, *, title: str | None = None) -> Path:
     """(Re)build ``run_dir/report.html`` from the run folder's files; returns its path."""
     run = Path(run_dir).expanduser()
@@ -187,6 +216,7 @@ def write_report(run_dir: str | Path, *, title: str | None = None) -> Path:
     body = [
         _comparison(run, metrics),
         _data_summary(_read_json(run / "data.json")),
+        _aug_evidence((config or {}).get("aug_evidence")),
         *(f"<h2 id='{key}'>{_e(name)}</h2>{content}" for key, name, content in sections[:3] if content),
         _calibration(run / "calibration"),
         *(f"<h2 id='{key}'>{_e(name)}</h2>{content}" for key, name, content in sections[3:] if content),

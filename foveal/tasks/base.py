@@ -122,7 +122,8 @@ class TaskMeta:
 
 
 def resolved_aug(config: TrainConfig) -> dict[str, Any]:
-    """``config.aug`` as a full option dict; ``auto`` is the task's ``default_aug``."""
+    """``config.aug`` as a full option dict; ``auto`` (before ``foveal.engine.aug_probe`` resolved it)
+    is the task's ``default_aug``."""
     from foveal.tasks import get_task
 
     return resolve_aug(get_task(config.task).default_aug if config.aug == "auto" else config.aug)
@@ -135,7 +136,8 @@ class Task(ABC):
     larger ('max') or smaller ('min') is better. ``model_family`` is the model-registry family the
     task's models come from (``foveal models --task``); ``dataset_kind`` the dataset layout the data
     tools read for it (``foveal.data.index``); ``count_unit`` is what label counts count;
-    ``default_aug`` the augmentation preset that ``--aug auto`` (the default) means.
+    ``default_aug`` the augmentation preset that ``--aug auto`` (the default) starts from, its flips
+    kept only where a probe finds they keep the labels (``foveal.engine.aug_probe``).
     ``coco_iou_types`` are the COCO evaluations of its predictions ('bbox', 'segm', 'keypoints'), which
     ``foveal val --predictions RESULTS.json`` computes; empty: results files are not supported.
     ``headline_metrics`` are the metrics side-by-side tables show (``foveal ensemble``; the monitored
