@@ -31,7 +31,7 @@ from foveal.errors import ConfigError, FovealError, did_you_mean
 TYPES = ("float", "int", "categorical")
 # options a search must not vary: what the study trains on, where runs go, how processes are laid out
 FIXED = ("task", "data", "val", "format", "kind", "project", "name", "device", "devices", "num_nodes",
-         "strategy", "workers", "threads", "progress", "on_bad_image", "epochs")  # fmt: skip
+         "strategy", "workers", "threads", "progress", "on_bad_image", "epochs", "aug_evidence")  # fmt: skip
 
 
 @dataclass(frozen=True)
