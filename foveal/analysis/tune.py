@@ -510,13 +510,12 @@ class _Runner:
         result = train(**{**options, "project": str(run.parent), "name": run.name},
                        epoch_end=lambda epoch, metrics: self._report(trial, epoch, metrics))  # fmt: skip
         trial.set_user_attr("run", str(result.run_dir))
-        if self.metric not in result.metrics:
-            self.missing_metric = self.missing_metric or sorted(
-                k for k, v in result.metrics.items() if isinstance(v, float)
-            )
         self._no_metric()
         if result.stopped_at is not None:
             raise optuna.TrialPruned()
+        if self.metric not in result.metrics:
+            self.missing_metric = sorted(k for k, v in result.metrics.items() if isinstance(v, float))
+            self._no_metric()
         return float(result.metrics[self.metric]), None
 
     def _no_metric(self) -> None:

@@ -78,6 +78,12 @@ def choose_aug(
     if len(train) < MIN_IMAGES or len(scored) < MIN_IMAGES:
         reason = f"too few images to probe ({len(train)} to train, {len(scored)} to score; {MIN_IMAGES} each)"
         return _skip(base, evidence, reason)
+    unmapped = _unmappable(task, scored[:PROBE_BATCH], candidates, cfg)
+    for name, reason in unmapped.items():
+        evidence["candidates"][name] = {"kept": True, "unmeasured": reason}
+    candidates = [name for name in candidates if name not in unmapped]
+    if not candidates:
+        return _skip(base, evidence, f"{', '.join(unmapped)} not measurable: {next(iter(unmapped.values()))}")
     start = time.perf_counter()
     scores = _probe(task, train, scored, [CANDIDATES[n] for n in candidates], cfg)
     evidence["probe"] = {
@@ -117,8 +123,7 @@ def _probe(
     views: Sequence[View],
     cfg: TrainConfig,
 ) -> dict[str, Any]:
-    """Kept outputs per group of scoring images: 'untrained', 'plain' and one entry per view's name (the
-    task's error message instead where it cannot map that view's outputs back)."""
+    """Kept outputs per group of scoring images: 'untrained', 'plain' and one entry per view's name."""
     probe = type(task)(replace(task.meta, aug=resolve_aug("none")))
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -129,11 +134,26 @@ def _probe(
     _fit(probe, model, [probe.item(s, transform) for s in train], cfg, device)
     kept["plain"] = _score(probe, model, groups, None, device)
     for view in views:
-        try:
-            kept[view.name] = _score(probe, model, groups, view, device)
-        except ConfigError as err:  # the task cannot map this view's outputs back (pose without flip_idx)
-            kept[view.name] = str(err)
+        kept[view.name] = _score(probe, model, groups, view, device)
     return kept
+
+
+def _unmappable(
+    task: Task, samples: Sequence[Sample], candidates: list[str], cfg: TrainConfig
+) -> dict[str, str]:
+    """The candidate flips whose outputs the task cannot map back (pose keypoints without flip_idx), with
+    the task's reason: found on an untrained model and a few images, before any probe training."""
+    probe = type(task)(replace(task.meta, aug=resolve_aug("none")))
+    device = pick_device(cfg.device)
+    model = probe.build_model().to(device)
+    groups = [[probe.item(s, probe.transforms("val")) for s in samples]]
+    unmapped = {}
+    for name in candidates:
+        try:
+            _score(probe, model, groups, CANDIDATES[name], device)
+        except ConfigError as err:
+            unmapped[name] = str(err)
+    return unmapped
 
 
 def _groups(items: list[Any]) -> list[list[Any]]:
@@ -225,9 +245,6 @@ def _decide(
     off: dict[str, float] = {}
     for name in candidates:
         view = CANDIDATES[name]
-        if isinstance(scores[view.name], str):
-            evidence["candidates"][name] = {"kept": True, "unmeasured": scores[view.name]}
-            continue
         drop, drop_se = _paired(task, scores["plain"], scores[view.name])
         margin = max(Z * drop_se, RELEVANT * signal)
         keep = not drop > margin

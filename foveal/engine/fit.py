@@ -66,7 +66,8 @@ def train(
     Parameters are the fields of ``TrainConfig`` (``epochs``, ``batch``, ``model``, ``lr``, ...);
     ``config`` is a YAML file of the same fields; ``resume`` continues a run from its last checkpoint.
     ``epoch_end(epoch, val_metrics)`` is called after each validation epoch (in the first process of a
-    multi-process run); True stops the run there in every process (``foveal tune``'s pruning).
+    multi-process run); True stops the run there in every process (``foveal tune``'s pruning), and the
+    run is not evaluated (``metrics`` empty, no report).
     """
     start = time.perf_counter()
     ckpt_path = None
@@ -122,7 +123,9 @@ def train(
     if not best.is_file():
         best = last
     stopped_at = hooks[0].stopped_at if hooks else None
-    if not trainer.is_global_zero:  # the first process evaluates, plots and reports, once
+    # the first process evaluates, plots and reports, once; a run its epoch_end stopped (a pruned
+    # trial) keeps its checkpoints and history but is not evaluated
+    if not trainer.is_global_zero or stopped_at is not None:
         return TrainResult(run_dir, best, last, {}, stopped_at)
     metrics = _finish(run_dir, best, splits, cfg, history, time.perf_counter() - start)
     return TrainResult(run_dir, best, last, metrics, stopped_at)
