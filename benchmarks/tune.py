@@ -21,26 +21,29 @@ FORMAT = {"classify": "imagefolder", "segment": "masks", "detect": "coco", "regr
 
 
 def study(data: Path, project: Path, name: str, args: argparse.Namespace, pruner: str, confirm: int) -> dict:
+    """One search (timed alone), then, with ``confirm``, the same command with --confirm: the study is
+    finished, so that call only re-trains the top configurations and the default over the seeds."""
     import foveal
 
     options = {"imgsz": args.imgsz, "epochs": args.epochs, "batch": args.batch, "workers": 0}
     if args.model:
         options["model"] = args.model
+    common = {
+        "trials": args.trials,
+        "pruner": pruner,
+        "project": str(project),
+        "name": name,
+        "progress": False,
+    }
     start = time.perf_counter()
-    result = foveal.tune(args.task, str(data), trials=args.trials, pruner=pruner, confirm=confirm,
-                         project=str(project), name=name, progress=False, **options)  # fmt: skip
-    seconds = time.perf_counter() - start
-    confirm_seconds = 0.0
+    result = foveal.tune(args.task, str(data), **common, **options)
+    search = time.perf_counter() - start
+    summary = None
     if confirm:
-        confirm_seconds = sum(
-            json.loads(p.read_text())["train_seconds"]
-            for p in (result.out / "confirm").glob("*/metrics.json")
-        )
-    search = seconds - confirm_seconds
+        summary = foveal.tune(args.task, str(data), confirm=confirm, **common, **options).confirm
     return {"pruner": pruner, "best": result.best["value"], "best_trial": result.best["number"],
             "counts": result.counts, "search_seconds": search,
-            "trials_per_hour": 3600 * sum(result.counts.values()) / search,
-            "confirm": result.confirm}  # fmt: skip
+            "trials_per_hour": 3600 * sum(result.counts.values()) / search, "confirm": summary}  # fmt: skip
 
 
 def main() -> None:
@@ -58,8 +61,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = write_synthetic(Path(tmp) / "data", n=opts.n, imgsz=opts.imgsz, seed=0, fmt=FORMAT[opts.task])
-        pruned = study(data, Path(tmp) / "runs", "pruned", opts, "median", opts.seeds)
         full = study(data, Path(tmp) / "runs", "unpruned", opts, "none", 0)
+        pruned = study(data, Path(tmp) / "runs", "pruned", opts, "median", opts.seeds)
     for r in (pruned, full):
         print(f"{r['pruner']:>6}: best {r['best']:.4f} (trial {r['best_trial']}), {r['counts']}, "
               f"search {r['search_seconds']:.0f} s, {r['trials_per_hour']:.0f} trials/h")  # fmt: skip
