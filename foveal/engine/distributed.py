@@ -76,14 +76,18 @@ def share_run(run_dir: Path, resume: Path | None) -> None:
 
 
 def end_process_group() -> None:
-    """Destroy this process's process group after a multi-process fit, so a later fit can form one."""
+    """After a multi-process fit or pass, let a later one form its own process group: Lightning's
+    launcher starts new processes on a new port for each, so this one's group is destroyed. Processes
+    that torchrun/SLURM started keep theirs for their lifetime: the next fit or pass reuses it (Lightning
+    skips initialising an existing group), as re-forming one on the same port races between the peers."""
     import torch.distributed as dist
 
+    if launched_externally():
+        return
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    if not launched_externally():  # Lightning's launcher set these: the next fit picks a free port anew
-        for name in ("MASTER_PORT", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK"):
-            os.environ.pop(name, None)
+    for name in ("MASTER_PORT", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK"):  # set by Lightning's launcher
+        os.environ.pop(name, None)
 
 
 def processes(cfg: TrainConfig) -> int:

@@ -82,14 +82,14 @@ def train(
         cfg = resolve_config(config, task=task, data=data, **options)
     if cfg.data is None:
         raise ConfigError("no data given; pass --data PATH (a dataset folder or CSV), or run 'foveal demo'")
-    task_obj, splits, cfg = prepare_run(cfg)  # data errors surface here, before Lightning is imported
+    distributed.check_distributed(cfg)  # before the data are read and the augmentation is probed
+    task_obj, splits, cfg = prepare_run(cfg)
     import lightning as L
 
     from foveal.engine.callbacks import EpochHook, History
     from foveal.engine.data_module import TaskData
     from foveal.engine.trainer import build_trainer
 
-    distributed.check_distributed(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if resume is None and inherited is None:
         run_dir = _new_run(cfg)
