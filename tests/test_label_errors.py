@@ -312,3 +312,59 @@ def test_cli_with_oof(folder: Path, tmp_path: Path, capsys) -> None:
     result = json.loads(capsys.readouterr().out)
     assert result["out"] == str(tmp_path / "p" / "label-errors") and result["n_flagged"] == 1
     assert result["issues"][0]["score"] == pytest.approx(1 - (0.05 - 0.9 + 1) / 2)
+
+
+def _plant(root: Path, fraction: float, seed: int) -> set[str]:
+    """Move ``fraction`` of the train and val images into another (random) class folder; their new paths."""
+    rng = np.random.default_rng(seed)
+    images = sorted(p for split in ("train", "val") for p in (root / split).rglob("*.png"))
+    classes = sorted(p.name for p in (root / "train").iterdir())
+    moved = set()
+    for i in rng.choice(len(images), size=round(fraction * len(images)), replace=False):
+        path = images[i]
+        other = rng.choice([c for c in classes if c != path.parent.name])
+        target = path.parent.parent / str(other) / f"moved_{path.name}"
+        shutil.move(str(path), str(target))
+        moved.add(str(target.resolve()))
+    return moved
+
+
+@pytest.mark.slow
+def test_planted_noise_found_and_clean_manifest_trains(tmp_path: Path, capsys) -> None:
+    # arrows: a 32 px model learns them in a minute (shapes need more images and pixels than a test has)
+    data = write_synthetic(tmp_path / "arrows", n=1200, imgsz=32, seed=5, scene="arrows")
+    planted = _plant(data, 0.1, seed=1)
+    argv = ["data", "label-errors", "--data", str(data), "--folds", "3", "--project", str(tmp_path / "runs")]
+    argv += ["--epochs=15", "--imgsz=32", "--aug=none", "--workers=0", "--no-progress", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    flagged = [str(Path(r["path"]).resolve()) for r in result["issues"]]
+    found = len(set(flagged) & planted)
+    at_planted = len(set(flagged[: len(planted)]) & planted) / len(planted)  # the worst len(planted)
+    # chance: 10% of the images are planted; measured 0.78 at the planted count, recall 0.89, precision 0.51
+    assert at_planted >= 0.6 and found / len(planted) >= 0.7 and found / len(flagged) >= 0.35
+    assert (Path(result["out"]) / "cv" / "oof.json").is_file() and (
+        Path(result["out"]) / "review.html"
+    ).is_file()
+    argv = ["train", "--data", result["clean"], "--project", str(tmp_path / "runs"), "--name", "clean"]
+    argv += ["--model=lenet", "--epochs=1", "--imgsz=32", "--workers=0", "--no-progress"]
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "runs" / "clean" / "metrics.json").read_text())
+    assert "accuracy" in metrics and metrics["test"]["n"] == len(list((data / "test").rglob("*.png")))
+
+
+@pytest.mark.slow
+def test_segmentation_scores_from_the_fold_checkpoints(tmp_path: Path) -> None:
+    data = write_synthetic(tmp_path / "masks", n=60, imgsz=32, seed=3, fmt="masks")
+    options = {"imgsz": 32, "batch": 16, "workers": 0, "progress": False, "epochs": 2}
+    result = find_label_errors(str(data), folds=2, task="segment", project=str(tmp_path / "runs"), **options)
+    doc = json.loads((result.out / "label_errors.json").read_text())
+    assert doc["task"] == "segment" and doc["n_images"] == len(list(data.glob("[tv][ra]*/images/*.png")))
+    for row in result.issues:
+        assert 0.0 <= row["score"] <= 1.0 and row["regions"]
+        for region in row["regions"]:
+            x0, y0, x1, y1 = region["bbox"]
+            assert 0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 32 and region["area"] >= 4
+    page = (result.out / "review.html").read_text()
+    assert page.count('<figure class="card">') == min(200, len(result.issues))
+    assert read_manifest(result.clean).task == "segment"

@@ -144,6 +144,7 @@ def review_page(index: DatasetIndex, doc: dict[str, Any], limit: int = 200, size
         f"<header><h1>Label errors: {_e(doc['data'])}</h1><p>{_e(index.task)}: {doc['n_flagged']} of "
         f"{doc['n_images']} images flagged{more}; out-of-fold predictions: {_e(doc['oof'])}</p>"
         f'<p class="rule">{_e(RULES[index.task])}</p></header>{_noise_table(doc["noise"])}'
-        f'<main><div class="grid">{cards or "<p>No label errors found.</p>"}</div></main></body></html>'
+        f'<main><h2>Flagged images, worst first</h2><div class="grid">'
+        f"{cards or '<p>No label errors found.</p>'}</div></main></body></html>"
     )
     return page
