@@ -335,7 +335,8 @@ def test_planted_noise_found_and_clean_manifest_trains(tmp_path: Path, capsys) -
     data = write_synthetic(tmp_path / "arrows", n=1200, imgsz=32, seed=5, scene="arrows")
     planted = _plant(data, 0.1, seed=1)
     argv = ["data", "label-errors", "--data", str(data), "--folds", "3", "--project", str(tmp_path / "runs")]
-    argv += ["--epochs=15", "--imgsz=32", "--aug=none", "--workers=0", "--no-progress", "--json"]
+    argv += ["--model=smallresnet", "--epochs=15", "--imgsz=32", "--batch=32", "--aug=none", "--workers=0"]
+    argv += ["--no-progress", "--json"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     flagged = [str(Path(r["path"]).resolve()) for r in result["issues"]]
