@@ -369,3 +369,17 @@ def test_segmentation_scores_from_the_fold_checkpoints(tmp_path: Path) -> None:
     page = (result.out / "review.html").read_text()
     assert page.count('<figure class="card">') == min(200, len(result.issues))
     assert read_manifest(result.clean).task == "segment"
+
+
+def test_segmentation_review_card(tmp_path: Path) -> None:
+    from foveal.data.index import index_dataset
+    from foveal.report.label_review import review_page
+
+    root = write_synthetic(tmp_path / "masks", n=20, imgsz=32, seed=1, fmt="masks")
+    index = index_dataset(root, "segment")
+    region = {"bbox": [2, 3, 12, 14], "area": 90, "given": "background", "suggested": EVIL, "confidence": 0.2}
+    row = {"path": index.entries[0].path, "fold": 0, "score": 0.7, "quality": 0.3, "regions": [region]}
+    doc = {"data": str(root), "oof": "oof.json", "n_images": 20, "n_flagged": 1, "noise": [], "issues": [row]}
+    page = review_page(index, doc)
+    assert page.count('<figure class="card">') == 1 and page.count('src="data:image/jpeg;base64,') == 1
+    assert EVIL not in page and "background \u2192 &lt;b class=&quot;x&quot;&gt;&amp;amp: 90 px" in page
