@@ -24,6 +24,7 @@ _API = {
     "list_models": "foveal.tasks",
     "write_synthetic": "foveal.data.synth_writers",
     "cross_validate": "foveal.analysis.cv",
+    "find_label_errors": "foveal.analysis.label_errors",
     "ensemble": "foveal.analysis.ensemble",
     "tune": "foveal.analysis.tune",
     "calibrate": "foveal.analysis.calibration",

@@ -1,4 +1,4 @@
-"""``foveal data synth|preview|convert|check|eda|split``."""
+"""``foveal data synth|preview|convert|check|eda|split|label-errors``."""
 
 from __future__ import annotations
 
@@ -130,7 +130,8 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--limit", type=int, default=10, help="details shown per kind of problem")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_check)
-    from foveal.cli import data_eda, data_split
+    from foveal.cli import data_eda, data_label_errors, data_split
 
     data_eda.add_parser(data)
     data_split.add_parser(data)
+    data_label_errors.add_parser(data)

@@ -37,20 +37,20 @@ class Card:
     mistake: bool | None = None  # None: not judged
 
 
-def _data_uri(image: Image.Image) -> str:
+def data_uri(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _thumb(image: Image.Image, size: int) -> tuple[Image.Image, float]:
+def thumbnail(image: Image.Image, size: int) -> tuple[Image.Image, float]:
     """``image`` scaled to ``size`` px on its longest side (nearest-neighbour when enlarging 2x or more)."""
     scale = size / max(image.size)
     new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return image.resize(new, Image.NEAREST if scale >= 2 else Image.LANCZOS), scale
 
 
-def _text(
+def box_caption(
     draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, colour: tuple[int, int, int]
 ) -> None:
     """A caption on a filled tab above ``xy`` (the box corner), readable on any background."""
@@ -65,7 +65,7 @@ def _text(
     draw.text((xy[0] + 1, y), text, fill=(255, 255, 255) if sum(colour) < 400 else (0, 0, 0))
 
 
-def _dashed_rect(draw: ImageDraw.ImageDraw, box: list[float], colour: tuple[int, int, int]) -> None:
+def dashed_rect(draw: ImageDraw.ImageDraw, box: list[float], colour: tuple[int, int, int]) -> None:
     """A rectangle of ``colour`` dashes with white gaps: a prediction, told apart from solid target boxes."""
     x0, y0, x1, y1 = box
     for (ax, ay), (bx, by) in (
@@ -97,8 +97,15 @@ def _shade(
 def _overlay(
     thumb: Image.Image, classmap: np.ndarray, colours: list[tuple[int, int, int]], ignore: int
 ) -> str:
-    """A data URI of ``thumb`` with the (H, W) class map blended in at 50% and each region outlined in its
-    class colour (class 0 and ignored pixels left clear)."""
+    """A data URI of :func:`overlaid`."""
+    return data_uri(overlaid(thumb, classmap, colours, ignore))
+
+
+def overlaid(
+    thumb: Image.Image, classmap: np.ndarray, colours: list[tuple[int, int, int]], ignore: int
+) -> Image.Image:
+    """``thumb`` with the (H, W) class map blended in at 50% and each region outlined in its class colour
+    (class 0 and ignored pixels left clear)."""
     small = np.asarray(Image.fromarray(classmap.astype(np.int32)).resize(thumb.size, Image.NEAREST))
     canvas = np.asarray(thumb, dtype=np.float32).copy()
     on = (small > 0) & (small != ignore) & (small < len(colours))
@@ -112,7 +119,7 @@ def _overlay(
         | (padded[1:-1, 2:] != small)
     )
     canvas[edge] = palette[small[edge]]
-    return _data_uri(Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8)))
+    return Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8))
 
 
 def _xyxy(bbox: list[float], scale: float) -> list[float]:
@@ -125,7 +132,7 @@ def _detect_card(
 ) -> Card:
     names = {c["id"]: str(c["name"]) for c in index.categories or []}
     palette = dict(zip(names, class_colours(len(names) + 1)[1:]))
-    thumb, scale = _thumb(image, size)
+    thumb, scale = thumbnail(image, size)
     objects = entry.sample.objects or []
     for obj in objects:
         if obj.get("segmentation"):
@@ -147,7 +154,7 @@ def _detect_card(
                 if isinstance(polygon, list) and len(polygon) >= 6:
                     points = [float(v) * scale for v in polygon]
                     draw.line([*zip(points[::2], points[1::2]), (points[0], points[1])], fill=colour, width=1)
-        _text(draw, (box[0], box[1]), names.get(obj["category_id"], "?"), colour)
+        box_caption(draw, (box[0], box[1]), names.get(obj["category_id"], "?"), colour)
     target = f"{len(objects)} object(s)" + (": " + ", ".join(entry.classes) if entry.classes else "")
     card = Card(entry, card_group(index, entry), list(entry.classes), [("", "")], target)
     judged = preds is not None and (
@@ -158,8 +165,8 @@ def _detect_card(
         for det in detections:
             colour = palette.get(det["category_id"], (255, 0, 0))
             box = _xyxy(det["bbox"], scale)
-            _dashed_rect(draw, box, colour)
-            _text(
+            dashed_rect(draw, box, colour)
+            box_caption(
                 draw,
                 (box[0], box[3] + 11),
                 f"{names.get(det['category_id'], '?')} {det['score']:.2f}",
@@ -168,7 +175,7 @@ def _detect_card(
         missed, extra = detection_mistake(objects, detections)
         card.mistake = bool(missed or extra)
         card.prediction = f"{len(detections)} prediction(s); missed {missed}, extra {extra}"
-    card.thumbs = [("", _data_uri(thumb))]
+    card.thumbs = [("", data_uri(thumb))]
     return card
 
 
@@ -186,7 +193,7 @@ def _segment_card(
     colours = seg_colours(spec)
     target = decode_target(entry.sample, spec, image.size)
     present = [spec.class_names[v] for v in np.unique(target) if 0 < v < len(spec.class_names)]
-    thumb, _ = _thumb(image, size)
+    thumb, _ = thumbnail(image, size)
     card = Card(
         entry,
         card_group(index, entry),
@@ -210,7 +217,7 @@ def _classify_card(
         entry,
         card_group(index, entry),
         list(entry.classes),
-        [("", _data_uri(_thumb(image, size)[0]))],
+        [("", data_uri(thumbnail(image, size)[0]))],
         ", ".join(entry.classes) or "(no label)",
     )
     row = preds.rows.get(preds.key(entry)) if preds is not None else None
@@ -232,7 +239,7 @@ def _regress_card(
     """A regression image grouped by split, captioned with its targets (no predictions yet)."""
     values = zip(index.target_names or [], entry.sample.values or [])
     target = ", ".join(f"{name} {value:g}" for name, value in values) or "(no targets)"
-    return Card(entry, card_group(index, entry), [], [("", _data_uri(_thumb(image, size)[0]))], target)
+    return Card(entry, card_group(index, entry), [], [("", data_uri(thumbnail(image, size)[0]))], target)
 
 
 # How a card is drawn, by the kind of target (``DatasetKind.annotation``).
@@ -264,5 +271,5 @@ def draw_card(index: DatasetIndex, entry: Entry, size: int, preds: Predictions |
         image = load_rgb(entry.path)
         return _CARDS[index.dataset_kind.annotation](index, entry, image, size, preds)
     except DataError as err:  # an unreadable image or mask: a grey card saying why
-        grey = _data_uri(Image.new("RGB", (size, size), (128, 128, 128)))
+        grey = data_uri(Image.new("RGB", (size, size), (128, 128, 128)))
         return Card(entry, card_group(index, entry), list(entry.classes), [("", grey)], f"unreadable: {err}")
