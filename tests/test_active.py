@@ -98,6 +98,9 @@ def test_task_hooks_give_units_of_class_probabilities() -> None:
     classify = get_task("classify")(meta_for("classify"))
     units = classify.active_probabilities(torch.tensor([[2.0, 0.0], [0.0, 0.0]]))
     assert [u.shape for u in units] == [(1, 2), (1, 2)] and torch.allclose(units[1], torch.full((1, 2), 0.5))
+    multilabel = get_task("classify")(meta_for("classify", kind="multilabel", thresholds=[0.5, 0.5]))
+    units = multilabel.active_probabilities(torch.tensor([[0.0, 2.0]]))
+    assert units[0].shape == (2, 2) and torch.allclose(units[0][:, 0], torch.tensor([0.0, 2.0]).sigmoid())
     segment = get_task("segment")(meta_for("segment"))
     units = segment.active_probabilities(torch.zeros(3, 1, 4, 5))  # binary: one logit map
     assert [u.shape for u in units] == [(20, 2)] * 3 and torch.allclose(units[0], torch.full((20, 2), 0.5))
