@@ -235,6 +235,15 @@ def test_query_cli_classify_every_strategy(
 
 
 @pytest.mark.slow
+def test_mc_dropout_queries_repeat_with_their_seed(classifier: Path, shapes: Path) -> None:
+    torch.manual_seed(123)
+    first = foveal.active_query(classifier, shapes / "test", n=5, strategy="bald", out=None, workers=0)
+    torch.rand(7)  # another random state: the masks come from the seed
+    again = foveal.active_query(classifier, shapes / "test", n=5, strategy="bald", out=None, workers=0)
+    assert first.rows == again.rows
+
+
+@pytest.mark.slow
 def test_query_bad_inputs_are_one_line_errors(
     classifier: Path, shapes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

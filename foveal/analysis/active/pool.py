@@ -125,10 +125,12 @@ def score_pool(
     batch: int = 64,
     workers: int | None = None,
     device: str = "auto",
+    seed: int = 0,
 ) -> PoolScores:
     """Stream ``samples`` through ``model``: per-image scores of uncertainty ``strategy`` (None: no
     scores) reduced over units by ``reduce`` ('mean' | 'topk' mean of ``topk`` units), and the
-    embeddings when ``embeddings``. MC-dropout strategies run ``passes`` stochastic passes."""
+    embeddings when ``embeddings``. MC-dropout strategies run ``passes`` stochastic passes, their
+    dropout masks drawn from ``seed`` (the caller's random state is left as it was)."""
     target = pick_device(device)
     model = model.to(target).eval()
     mc = strategy in MC_DROPOUT
@@ -145,20 +147,22 @@ def score_pool(
     scores: list[float] = []
     kept: list[Tensor] = []
     try:
-        for images, _targets in make_loader(task, samples, "val", batch, workers):
-            images = images.to(target)
-            outputs = None
-            if embeddings:
-                captured.clear()
-                outputs = task.forward(model, images)
-                kept.append(captured[-1])
-            if mc:
-                units = mc_unit_scores(task, model, images, strategy, passes)
-            elif strategy is not None:
-                outputs = task.forward(model, images) if outputs is None else outputs
-                units = [SCORES[strategy](p) for p in task.active_probabilities(outputs)]
-            if strategy is not None:
-                scores += [reduce_units(u, reduce, topk) for u in units]
+        with torch.random.fork_rng():  # the MC-dropout masks from seed, the caller's state kept
+            torch.manual_seed(seed)
+            for images, _targets in make_loader(task, samples, "val", batch, workers):
+                images = images.to(target)
+                outputs = None
+                if embeddings:
+                    captured.clear()
+                    outputs = task.forward(model, images)
+                    kept.append(captured[-1])
+                if mc:
+                    units = mc_unit_scores(task, model, images, strategy, passes)
+                elif strategy is not None:
+                    outputs = task.forward(model, images) if outputs is None else outputs
+                    units = [SCORES[strategy](p) for p in task.active_probabilities(outputs)]
+                if strategy is not None:
+                    scores += [reduce_units(u, reduce, topk) for u in units]
     finally:
         if hook is not None:
             hook.remove()

@@ -91,7 +91,8 @@ def select(
 ) -> list[dict[str, Any]]:
     """The ``n`` images of ``pool`` (paths, none labelled) that ``strategy`` picks, best first, as
     rows {rank, path, score, strategy[, cluster]}; ``labelled`` paths are the core-set's initial
-    centers. ``scoring``: ``score_pool`` options (passes, reduce, topk, batch, workers, device)."""
+    centers; ``seed``: random, k-means and the MC-dropout masks. ``scoring``: ``score_pool`` options
+    (passes, reduce, topk, batch, workers, device)."""
     check_strategy(strategy)
     if strategy in MC_DROPOUT:
         check_dropout(loaded.task, loaded.model, strategy)
@@ -121,7 +122,7 @@ def select(
         picked, cluster = cluster_uncertain(found.embeddings, found.scores, n, seed)
         values = found.scores[picked]
     else:
-        scores = score_pool(task, model, samples, strategy=strategy, **scoring).scores
+        scores = score_pool(task, model, samples, strategy=strategy, seed=seed, **scoring).scores
         picked = top_ranked(scores, n)
         values = scores[picked]
     rows = []
