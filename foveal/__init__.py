@@ -6,6 +6,7 @@ Public API (imported lazily so ``import foveal`` stays fast)::
     foveal.evaluate("runs/classify/smallresnet/checkpoints/best.ckpt", "shapes/", split="test")
     foveal.predict("runs/.../best.ckpt", ["img.png", "folder/"])
     foveal.load("runs/.../best.ckpt")
+    foveal.active_query("runs/.../best.ckpt", "unlabelled/", n=100, strategy="entropy")
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ _API = {
     "tune": "foveal.analysis.tune",
     "calibrate": "foveal.analysis.calibration",
     "baseline": "foveal.analysis.baseline",
+    "active_query": "foveal.analysis.active.query",
+    "active_simulate": "foveal.analysis.active.simulate",
     "explain": "foveal.explain.saliency",
     "features": "foveal.explain.features",
     "check_dataset": "foveal.data.health",

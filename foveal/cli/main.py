@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 def build_parser() -> FovealParser:
     from foveal.cli import (
+        active,
         baseline,
         calibrate,
         cv,
@@ -51,6 +52,7 @@ def build_parser() -> FovealParser:
         ensemble,
         calibrate,
         explain,
+        active,
         baseline,
         report,
         data,

@@ -44,15 +44,15 @@ def flag_arguments(f: dataclasses.Field, kind: Any) -> tuple[str, dict[str, Any]
     return flag.replace("_", "-"), kwargs
 
 
-def add_train_options(p: argparse.ArgumentParser) -> None:
-    """Every TrainConfig field but the internal ones as a flag (``flag_arguments``), in its group; only
-    flags given on the command line reach the config."""
+def add_train_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Every TrainConfig field but the internal ones and ``skip`` as a flag (``flag_arguments``), in its
+    group; only flags given on the command line reach the config."""
     from foveal.config import TrainConfig
 
     groups = {name: p.add_argument_group(name) for name in GROUPS}
     kinds = get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        if f.metadata.get("internal"):
+        if f.metadata.get("internal") or f.name in skip:
             continue
         flag, kwargs = flag_arguments(f, kinds[f.name])
         groups[f.metadata["group"]].add_argument(flag, **kwargs)

@@ -377,6 +377,18 @@ class Task(ABC):
         """Kept outputs (as ``step_outputs`` makes them) of (N, C) probabilities, for a stacked ensemble."""
         raise self.unsupported("--method stack")
 
+    # -- active learning (foveal active) ------------------------------------------------------
+    # ``active_fixed_units``: whether the units of ``active_probabilities`` are the same in every
+    # forward pass of an image (the image, its pixels), which MC-dropout scores need; detected boxes
+    # are not.
+    active_fixed_units: ClassVar[bool] = True
+
+    def active_probabilities(self, outputs: Any) -> list[Tensor]:
+        """Per image of a ``forward`` batch, the (M, K) class probabilities of the M units its
+        uncertainty is read from (classify: the image; segment: its pixels; detect: its boxes, K = 2),
+        for ``foveal active``'s least-confidence, margin, entropy and BALD scores."""
+        raise self.unsupported("foveal active's uncertainty strategies")
+
     # -- prediction ---------------------------------------------------------------------------
     @abstractmethod
     def postprocess(self, outputs: Any, **options: Any) -> list[Prediction]:

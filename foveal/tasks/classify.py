@@ -307,6 +307,14 @@ class ClassifyTask(Task):
         return {"probs": probs.float(), "logits": probs.clamp_min(1e-7).log().float(), "targets": targets}
 
     # -- prediction ---------------------------------------------------------------------------
+    def active_probabilities(self, outputs: Tensor) -> list[Tensor]:
+        """(B, C) logits -> per image (1, C) class probabilities; multilabel: (C, 2), each label a
+        yes/no unit."""
+        probs = self.probabilities(outputs)
+        if self.multilabel:
+            return list(torch.stack([probs, 1 - probs], dim=-1))
+        return list(probs[:, None])
+
     def postprocess(self, outputs: Tensor, topk: int = 5, **options: Any) -> list[ClassPrediction]:
         probs = self.probabilities(outputs).cpu()
         names = self.class_names

@@ -384,6 +384,11 @@ class SegmentTask(Task):
             )
         return [str(p) for p in paths]
 
+    def active_probabilities(self, outputs: Tensor) -> list[Tensor]:
+        """(B, C, H, W) logits -> per image (H * W, K) pixel class probabilities (binary: K = 2)."""
+        probs = self.class_logits(outputs).softmax(dim=-1)
+        return list(probs.flatten(1, 2))
+
     # -- prediction ---------------------------------------------------------------------------
     def postprocess(
         self,

@@ -390,6 +390,20 @@ class ObjectTask(Task):
             target["keypoints"].numpy() if "keypoints" in target else None,
         )
 
+    # -- active learning ----------------------------------------------------------------------
+    active_fixed_units = False  # another forward pass finds other boxes
+
+    def active_probabilities(self, outputs: list[dict[str, Tensor]]) -> list[Tensor]:
+        """Per image, (M, 2) [score, 1 - score] of its M boxes scoring at least the predict ``conf``
+        default (0.25), or of its best box when none does; an image without boxes: (0, 2)."""
+        conf = next(o.default for o in self.predict_options if o.name == "conf")
+        found = []
+        for out in outputs:
+            scores = out["scores"].float().sort(descending=True).values
+            kept = scores[scores >= conf] if len(scores) and scores[0] >= conf else scores[:1]
+            found.append(torch.stack([kept, 1 - kept], dim=-1))
+        return found
+
     # -- prediction ---------------------------------------------------------------------------
     def postprocess(
         self,
