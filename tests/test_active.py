@@ -319,6 +319,39 @@ def test_query_cli_segment_topk_and_coreset(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_query_cli_detect_box_uncertainty_coreset_and_no_bald(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Detection scores an image by its boxes' uncertainty; core-set and cluster use the embeddings; MC
+    dropout is refused (boxes differ between passes)."""
+    data = write_synthetic(tmp_path / "boxes", n=48, imgsz=32, seed=5, fmt="coco")
+    run = foveal.train(task="detect", data=str(data), model="centernet", project=str(tmp_path / "runs"),
+                       **FAST)  # fmt: skip
+    pool = data / "images" / "test"
+    n_pool = len(list(pool.glob("*.png")))
+    for strategy in ("entropy", "least-confidence", "coreset", "cluster", "random"):
+        out = tmp_path / f"{strategy}.csv"
+        args = ["active", "query", "--weights", str(run.best), "--pool", str(pool), "--n", "3",
+                "--strategy", strategy, "--out", str(out), "--workers", "0"]  # fmt: skip
+        assert main(args) == 0, strategy
+        rows = _rows(out)
+        assert (
+            len(rows) == 3
+            and len({r["path"] for r in rows}) == 3
+            and all(Path(r["path"]).parent == pool for r in rows)
+        ), strategy
+        if strategy in ("entropy", "least-confidence"):  # ranked by score, highest first
+            scores = [float(r["score"]) for r in rows]
+            assert scores == sorted(scores, reverse=True), strategy
+    capsys.readouterr()
+    args = ["active", "query", "--weights", str(run.best), "--pool", str(pool), "--n", "3",
+            "--strategy", "bald", "--out", str(tmp_path / "bald.csv"), "--workers", "0"]  # fmt: skip
+    assert main(args) == 2 and not (tmp_path / "bald.csv").exists()
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert n_pool > 3
+
+
+@pytest.mark.slow
 def test_simulate_two_strategies_two_seeds_resumes_the_unfinished_round(shapes: Path, tmp_path: Path) -> None:
     out = tmp_path / "loop"
     options = {
