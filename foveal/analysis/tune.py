@@ -28,7 +28,6 @@ import math
 import os
 import shutil
 import socket
-import statistics
 import time
 import warnings
 from collections.abc import Mapping
@@ -186,7 +185,7 @@ def tune(
     if confirm:
         from foveal.analysis.tune_confirm import confirm_top
 
-        summary = confirm_top(the_study, out, params, base, metric, direction, confirm, folds)
+        summary = confirm_top(the_study, out, base, metric, direction, confirm, folds)
         files["confirm"] = str(out / "confirm.json")
         files.update(write_outputs(the_study, out, params, base, metric, direction, summary))
     best = _best(the_study)
@@ -675,9 +674,3 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     for row in rows:
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return atomic_write_text(path, buffer.getvalue())
-
-
-def seeds_summary(values: list[float]) -> dict[str, Any]:
-    """Mean, standard deviation and the values of one configuration over seeds."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}  # fmt: skip

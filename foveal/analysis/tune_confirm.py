@@ -20,7 +20,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from foveal.analysis.search_space import Param, apply_params
+from foveal.analysis.search_space import apply_params
 from foveal.atomic import atomic_write_text
 from foveal.serialize import dumps
 
@@ -44,7 +44,6 @@ def _run_metric(out: Path, label: str, options: dict[str, Any], seed: int, metri
 def confirm_top(
     study: Any,
     out: Path,
-    params: list[Param],
     base: dict[str, Any],
     metric: str,
     direction: str,
