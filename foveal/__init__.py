@@ -5,7 +5,8 @@ Public API (imported lazily so ``import foveal`` stays fast)::
     foveal.train(task="classify", data="shapes/", epochs=10)
     foveal.evaluate("runs/classify/smallresnet/checkpoints/best.ckpt", "shapes/", split="test")
     foveal.predict("runs/.../best.ckpt", ["img.png", "folder/"])
-    foveal.load("runs/.../best.ckpt")
+    foveal.load("runs/.../best.ckpt")            # also .onnx / .ts files from foveal.export
+    foveal.export("runs/.../best.ckpt", "onnx")  # parity-checked, metadata inside
     foveal.active_query("runs/.../best.ckpt", "unlabelled/", n=100, strategy="entropy")
 """
 
@@ -39,6 +40,8 @@ _API = {
     "split_dataset": "foveal.data.splitting",
     "write_gallery": "foveal.report.gallery",
     "write_report": "foveal.report.html",
+    "export": "foveal.export.export",
+    "benchmark": "foveal.export.benchmark",
     "FovealError": "foveal.errors",
 }
 

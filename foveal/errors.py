@@ -29,6 +29,10 @@ class CheckpointError(FovealError):
     """A checkpoint that cannot be loaded or belongs to another task."""
 
 
+class ExportError(FovealError):
+    """A model that cannot be exported, or an export that does not match its checkpoint."""
+
+
 class DivergedError(FovealError):
     """The training loss became NaN or infinite: the recipe (learning rate, loss) does not train."""
 

@@ -47,6 +47,7 @@ def run_val(args: argparse.Namespace) -> dict[str, Any]:
         devices=args.devices,
         strategy=args.strategy,
         num_nodes=args.num_nodes,
+        threads=args.threads,
     )
     if not args.json:
         print_metrics(metrics, title=f"{args.weights} on {args.data} ({args.split})")
@@ -81,6 +82,7 @@ def run_predict(args: argparse.Namespace) -> dict[str, Any]:
         devices=args.devices,
         strategy=args.strategy,
         num_nodes=args.num_nodes,
+        threads=args.threads,
         **options,
     )
     if not args.json:
@@ -115,7 +117,12 @@ def add_predict_options(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser, weights_required: bool = True) -> None:
-    p.add_argument("--weights", required=weights_required, help="checkpoint (.ckpt) or run folder")
+    p.add_argument(
+        "--weights",
+        required=weights_required,
+        help="checkpoint (.ckpt), run folder, or a file from foveal export (.onnx, .ts)",
+    )
+    p.add_argument("--threads", type=int, default=None, help=".onnx/.ts: the runtime's CPU threads")
     p.add_argument(
         "--task", default=None, help=tasks_help("expected task (fails if the checkpoint is of another)")
     )

@@ -65,11 +65,26 @@ def task_meta(checkpoint: dict[str, Any]) -> Any:
 
 
 def load(
-    path: str | Path, task: str | None = None, device: str | torch.device = "cpu", temper: bool = True
+    path: str | Path,
+    task: str | None = None,
+    device: str | torch.device = "cpu",
+    temper: bool = True,
+    threads: int | None = None,
 ) -> Loaded:
     """Load a checkpoint for prediction; ``task`` (if given) must match the checkpoint's task. The
     model's outputs carry the checkpoint's calibrated temperature unless ``temper`` is False (raw
-    outputs, e.g. to fit a temperature)."""
+    outputs, e.g. to fit a temperature). Files written by ``foveal export`` (``.onnx``, ``.ts``) load
+    into the same ``Loaded``, with a model that runs them (``foveal.engine.exported``); ``threads``
+    sets their runtime's CPU threads."""
+    from foveal.engine.exported import EXPORT_SUFFIXES
+
+    if Path(path).suffix.lower() in EXPORT_SUFFIXES:
+        from foveal.engine.exported import open_exported
+
+        task_obj, model, config = open_exported(path, task=task, threads=threads)
+        if temper:
+            temper_model(task_obj, model)
+        return Loaded(task_obj, model, config, Path(path).expanduser())
     checkpoint = read_checkpoint(path)
     meta = checkpoint["foveal"]["meta"]
     found = meta.get("task")

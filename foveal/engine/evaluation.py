@@ -45,8 +45,10 @@ def evaluate(
     devices: int | str = 1,
     strategy: str = "auto",
     num_nodes: int = 1,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Metrics of checkpoint ``weights`` (a path, or a model from :func:`foveal.load`) on ``split`` of
+    """Metrics of checkpoint ``weights`` (a path: ``.ckpt``, or an exported ``.onnx``/``.ts``, run by
+    its runtime with ``threads`` CPU threads; or a model from :func:`foveal.load`) on ``split`` of
     ``data`` (same keys as a run's metrics.json). ``plots`` (a folder) also writes the task's plots.
     ``tta``: test-time augmentation views (see ``foveal.engine.merge``), e.g. "hflip" or "hflip,vflip".
     ``errors`` (a folder): the error analysis of the same pass (``foveal.engine.error_report.write_errors``:
@@ -63,7 +65,7 @@ def evaluate(
 
     if tta and compare_tta:
         raise ConfigError("pass tta (evaluate with TTA) or compare_tta (with and without TTA), not both")
-    loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
+    loaded = weights if isinstance(weights, Loaded) else load(weights, task=task, threads=threads)
     spread = {"devices": devices, "strategy": strategy, "num_nodes": num_nodes}
     if errors == "auto" and not distributed.is_worker_process():
         named = project is not None or name is not None
@@ -189,10 +191,12 @@ def predict(
     devices: int | str = 1,
     strategy: str = "auto",
     num_nodes: int = 1,
+    threads: int | None = None,
     **options: Any,
 ) -> Predictions:
-    """Predict every image in ``sources`` (files, folders, globs) with checkpoint ``weights`` (a path, or
-    a model from :func:`foveal.load`, which saves re-loading it for every call).
+    """Predict every image in ``sources`` (files, folders, globs) with checkpoint ``weights`` (a path:
+    ``.ckpt``, or an exported ``.onnx``/``.ts`` run by its runtime with ``threads`` CPU threads; or a
+    model from :func:`foveal.load`, which saves re-loading it for every call).
 
     ``options`` go to the task's post-processing: its ``predict_options`` (classify: ``topk``; segment:
     ``instances``, ``min_size``, ``fill_holes``, ``open_radius``, ``close_radius``; detect/instance/pose:
@@ -207,7 +211,7 @@ def predict(
     """
     from foveal.engine.rundir import output_dir
 
-    loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
+    loaded = weights if isinstance(weights, Loaded) else load(weights, task=task, threads=threads)
     options = task_options(loaded.task, options)
     if distributed.is_worker_process():
         out = project = name = None  # the first process writes the files

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from foveal.errors import ConfigError, DataError
 from foveal.models.catalog import register, set_defaults
+from foveal.models.graph import ExportGraph
 from foveal.models.small import BasicBlock
 
 STRIDES = (4, 8, 16)
@@ -209,6 +210,19 @@ class CenterNet(nn.Module):
             )
             return centernet_loss(outputs, encoded, self.stride, **self.loss_weights)
         return decode(outputs, sizes, self.conf, self.max_det, self.topk, self.stride, self.nms_iou)
+
+    def export_graph(self) -> ExportGraph:
+        """The graph ``foveal export`` writes: the maps and :func:`decode_dense` (the top-k peaks per
+        image, padding excluded); the score threshold, ``max_det`` and optional NMS run beside it."""
+        outputs = ("boxes", "scores", "labels") + (("keypoints",) if self.num_keypoints else ())
+        return ExportGraph(
+            _DenseGraph(self),
+            outputs,
+            rows=True,
+            settings={"conf": self.conf, "max_det": self.max_det, "nms_iou": self.nms_iou},
+            decode="in the graph: heatmap peaks (3x3 max-pool), top-k and boxes in input pixels; beside "
+            "it: scores >= conf (-1 marks padding), at most max_det per image, NMS only if nms_iou is set",
+        )
 
 
 def _batch(images: Tensor | Sequence[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
@@ -387,49 +401,69 @@ def decode(
     stride: int = 4,
     nms_iou: float | None = None,
 ) -> list[dict[str, Tensor]]:
-    """Detections from raw output maps: sigmoid heatmap, 3x3 max-pool local maxima (the paper's NMS-free
-    decoding), the ``topk`` best peaks over all classes, boxes ``(cell + offset) * stride +- size / 2``.
+    """Detections from raw output maps: :func:`decode_dense`, then :func:`select_detections`.
 
     ``image_size``: (H, W) of every image, or one (H, W) per image; boxes are clipped to it. Returns
     per image ``boxes`` (N, 4) xyxy pixels, ``scores`` (N,) >= ``conf`` (descending), ``labels`` (N,)
     int64, N <= ``max_det`` (and ``keypoints`` (N, K, 3) x, y, 1). ``nms_iou``: also run
     ``torchvision.ops.batched_nms`` at that IoU (a safety net against duplicate peaks; off by default).
     """
-    heat = outputs["heatmap"].detach().float().sigmoid()
-    b, c, h, w = heat.shape
+    b = outputs["heatmap"].shape[0]
     per_image = isinstance(image_size[0], Sequence)
     sizes = [tuple(s) for s in image_size] if per_image else [tuple(image_size)] * b
+    hw = torch.tensor(sizes, dtype=torch.float32, device=outputs["heatmap"].device)
+    return select_detections(decode_dense(outputs, hw, topk, stride), conf, max_det, nms_iou)
+
+
+def decode_dense(
+    outputs: dict[str, Tensor], sizes: Tensor, topk: int = 100, stride: int = 4
+) -> dict[str, Tensor]:
+    """The ``topk`` best peaks of raw output maps, a fixed number per image (what the exported graph
+    computes): sigmoid heatmap, 3x3 max-pool local maxima (the paper's NMS-free decoding), boxes
+    ``(cell + offset) * stride +- size / 2`` clipped to each image's ``sizes`` (B, 2) float (H, W).
+
+    Returns ``boxes`` (B, k, 4) xyxy pixels, ``scores`` (B, k) descending (-1: a peak in the padding
+    beyond the image), ``labels`` (B, k) int64 (and ``keypoints`` (B, k, K, 3) x, y, 1)."""
+    heat = outputs["heatmap"].detach().float().sigmoid()
+    b, c, h, w = heat.shape
     peaks = heat * (F.max_pool2d(heat, 3, 1, 1) == heat)
     scores, index = peaks.reshape(b, -1).topk(min(topk, c * h * w))
     labels, cell = index // (h * w), index % (h * w)
     boxes = _pred_boxes(outputs["size"].detach().float(), outputs["offset"].detach().float(), stride)
     boxes = boxes.reshape(b, 4, -1).gather(2, cell[:, None].expand(-1, 4, -1)).transpose(1, 2)  # (B, k, 4)
-    kps = None
+    dense = {"labels": labels}
     if "keypoints" in outputs:
         rel = outputs["keypoints"].detach().float().reshape(b, outputs["keypoints"].shape[1], -1)
         rel = rel.gather(2, cell[:, None].expand(-1, rel.shape[1], -1)).transpose(1, 2)  # (B, k, 2K)
         centre = (boxes[..., :2] + boxes[..., 2:]) / 2
         xy = centre[:, :, None] + rel.reshape(b, rel.shape[1], -1, 2) * stride
-        kps = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)  # (B, k, K, 3)
-    results = []
+        dense["keypoints"] = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)  # (B, k, K, 3)
+    img_h, img_w = sizes[:, 0:1], sizes[:, 1:2]  # (B, 1)
     cell_x, cell_y = (cell % w) * stride, (cell // w) * stride  # (B, k) top-left pixel of each cell
-    for n, (img_h, img_w) in enumerate(sizes):
-        keep = (scores[n] >= conf) & (cell_x[n] < img_w) & (cell_y[n] < img_h)  # not in the padding
-        det = {
-            "boxes": torch.stack(
-                [
-                    boxes[n, keep, 0].clamp(0, img_w),
-                    boxes[n, keep, 1].clamp(0, img_h),
-                    boxes[n, keep, 2].clamp(0, img_w),
-                    boxes[n, keep, 3].clamp(0, img_h),
-                ],
-                1,
-            ),
-            "scores": scores[n, keep],
-            "labels": labels[n, keep],
-        }
-        if kps is not None:
-            det["keypoints"] = kps[n, keep]
+    inside = (cell_x < img_w) & (cell_y < img_h)  # not in the padding
+    dense["scores"] = torch.where(inside, scores, torch.full_like(scores, -1.0))
+    zero = torch.zeros_like(boxes[..., 0])
+    dense["boxes"] = torch.stack(
+        [
+            torch.minimum(torch.maximum(boxes[..., 0], zero), img_w),
+            torch.minimum(torch.maximum(boxes[..., 1], zero), img_h),
+            torch.minimum(torch.maximum(boxes[..., 2], zero), img_w),
+            torch.minimum(torch.maximum(boxes[..., 3], zero), img_h),
+        ],
+        -1,
+    )
+    return dense
+
+
+def select_detections(
+    dense: dict[str, Tensor], conf: float, max_det: int, nms_iou: float | None = None
+) -> list[dict[str, Tensor]]:
+    """Per image of :func:`decode_dense`'s (B, k, ...) tensors, the detections scoring >= ``conf``
+    (after an optional class-aware NMS at ``nms_iou``), at most ``max_det``."""
+    results = []
+    for n in range(dense["scores"].shape[0]):
+        keep = dense["scores"][n] >= max(conf, 0.0)
+        det = {key: dense[key][n, keep] for key in ("boxes", "scores", "labels", "keypoints") if key in dense}
         if nms_iou is not None:
             from foveal.ops.boxes import batched_nms
 
@@ -437,6 +471,28 @@ def decode(
             det = {k: v[order] for k, v in det.items()}
         results.append({k: v[:max_det] for k, v in det.items()})
     return results
+
+
+class _DenseGraph(nn.Module):
+    """CenterNet's exported graph: images -> decode_dense's boxes, scores, labels (, keypoints)."""
+
+    def __init__(self, model: CenterNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        maps = self.model.maps(images)
+        h, w = images.shape[-2:]
+        sizes = torch.stack(
+            [torch.ones_like(images[:, 0, 0, 0]) * h, torch.ones_like(images[:, 0, 0, 0]) * w], 1
+        )
+        dense = decode_dense(maps, sizes.float(), self.model.topk, self.model.stride)
+        keys = (
+            ("boxes", "scores", "labels", "keypoints")
+            if "keypoints" in dense
+            else ("boxes", "scores", "labels")
+        )
+        return tuple(dense[k] for k in keys)
 
 
 @register("centernet", "pose", "CenterNet with keypoint offsets regressed from each centre; fast on CPU")

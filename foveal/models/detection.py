@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from foveal.errors import ConfigError
 from foveal.models.catalog import register, set_defaults
+from foveal.models.graph import ExportGraph
 
 # torchvision detection builders by foveal task (name prefixes).
 TV_FAMILIES = {
@@ -66,6 +68,48 @@ class TorchvisionDetector(nn.Module):
             out["labels"] = out["labels"] - 1
             if "masks" in out:
                 out["masks"] = out["masks"][:, 0]
+        return outputs
+
+    def export_graph(self) -> ExportGraph:
+        """The graph ``foveal export`` writes: the whole torchvision model on one image (its transform,
+        RPN, box decoding and NMS inside), outputs with 0-based labels and (N, H, W) masks. Exported
+        with the TorchScript-based ONNX exporter (its data-dependent shapes defeat ``torch.export``)."""
+        self.eval()
+        with torch.no_grad():
+            keys = tuple(self.model([torch.zeros(3, 64, 64)])[0])
+        return ExportGraph(
+            _OneImage(self.model, list(keys)),
+            keys,
+            per_image=True,
+            exporter="torchscript",
+            rows=True,
+            script=True,
+            decode="in the graph: the model's own box decoding, score threshold and NMS "
+            "(box_score_thresh, box_nms_thresh, box_detections_per_img); one image per call",
+        )
+
+
+class _OneImage(nn.Module):
+    """A torchvision detector on a (1, 3, H, W) batch -> its detections' tensors in ``keys`` order."""
+
+    def __init__(self, model: nn.Module, keys: list[str]) -> None:
+        super().__init__()
+        self.model, self.keys = model, keys
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        # a block, not a ternary: TorchScript compiles only the branch of is_scripting() it takes
+        if torch.jit.is_scripting():  # noqa: SIM108
+            found = self.model([images[0]])[1][0]
+        else:
+            found = self.model([images[0]])[0]
+        outputs: list[Tensor] = []
+        for key in self.keys:
+            value = found[key]
+            if key == "labels":
+                value = value - 1
+            elif key == "masks":
+                value = value[:, 0]
+            outputs.append(value)
         return outputs
 
 

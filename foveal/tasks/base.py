@@ -30,6 +30,7 @@ from foveal.data.imageio import load_rgb
 from foveal.data.sample import Sample
 from foveal.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resolve_aug
 from foveal.errors import CheckpointError, ConfigError
+from foveal.models.graph import ExportGraph, TupleGraph
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -388,6 +389,33 @@ class Task(ABC):
         uncertainty is read from (classify: the image; segment: its pixels; detect: its boxes, K = 2),
         for ``foveal active``'s least-confidence, margin, entropy and BALD scores."""
         raise self.unsupported("foveal active's uncertainty strategies")
+
+    # -- export (foveal export, and the runtimes that run the exported files) --------------------
+    def export_graph(self, model: nn.Module) -> ExportGraph:
+        """The graph ``foveal export`` writes for ``model`` (eval mode). The default: ``forward`` of a
+        model that returns one tensor, output "output"; tasks whose models return more override it."""
+
+        def single(module: nn.Module, images: Tensor) -> tuple[Tensor, ...]:
+            outputs = self.forward(module, images)
+            if not torch.is_tensor(outputs):
+                raise ConfigError(
+                    f"{type(module).__name__} returns {type(outputs).__name__}, not a tensor: "
+                    f"--task {self.name} has no export graph for it"
+                )
+            return (outputs,)
+
+        return ExportGraph(TupleGraph(model, single), ("output",))
+
+    def from_graph(self, outputs: list[dict[str, Tensor]], settings: Mapping[str, Any]) -> Any:
+        """What ``forward`` returns, from an exported graph's named outputs: one dict per graph call (a
+        chunk of the batch, or one image for ``per_image`` graphs), in order; ``settings``: the
+        graph's (``ExportGraph.settings``)."""
+        return torch.cat([part["output"] for part in outputs])
+
+    def export_agreement(self, reference: Sequence[Any], candidate: Sequence[Any]) -> tuple[str, float]:
+        """(name, value in [0, 1]) of how well an export's predictions (``postprocess`` of the same
+        images) agree with the eager model's ``reference``; 1 means the same predictions."""
+        raise self.unsupported("the export parity check")
 
     # -- prediction ---------------------------------------------------------------------------
     @abstractmethod

@@ -315,6 +315,14 @@ class ClassifyTask(Task):
             return list(torch.stack([probs, 1 - probs], dim=-1))
         return list(probs[:, None])
 
+    def export_agreement(self, reference: Sequence[Any], candidate: Sequence[Any]) -> tuple[str, float]:
+        """Top-1 agreement (multilabel: the same label set) of two models' predictions."""
+        same = [
+            (sorted(a.labels) == sorted(b.labels)) if self.multilabel else (a.labels[:1] == b.labels[:1])
+            for a, b in zip(reference, candidate, strict=True)
+        ]
+        return ("labels_agreement" if self.multilabel else "top1_agreement"), sum(same) / max(1, len(same))
+
     def postprocess(self, outputs: Tensor, topk: int = 5, **options: Any) -> list[ClassPrediction]:
         probs = self.probabilities(outputs).cpu()
         names = self.class_names

@@ -254,6 +254,15 @@ class RegressTask(Task):
         w = torch.tensor(weights, dtype=stacked.dtype, device=stacked.device)
         return (w[:, None, None] * stacked).sum(0) / w.sum()
 
+    def export_agreement(self, reference: Sequence[Any], candidate: Sequence[Any]) -> tuple[str, float]:
+        """The fraction of predicted values within 1e-3 x (1 + |value|) of the eager model's."""
+        close = [
+            abs(a.values[name] - b.values[name]) <= 1e-3 * (1 + abs(a.values[name]))
+            for a, b in zip(reference, candidate, strict=True)
+            for name in a.values
+        ]
+        return "values_close", sum(close) / max(1, len(close))
+
     # -- prediction ---------------------------------------------------------------------------
     def postprocess(self, outputs: Tensor, **options: Any) -> list[ValuePrediction]:
         names = self.class_names

@@ -389,6 +389,16 @@ class SegmentTask(Task):
         probs = self.class_logits(outputs).softmax(dim=-1)
         return list(probs.flatten(1, 2))
 
+    def export_agreement(self, reference: Sequence[Any], candidate: Sequence[Any]) -> tuple[str, float]:
+        """Mean over classes (present in either) of the IoU between the two models' class masks."""
+        ref = np.concatenate([p.mask.ravel() for p in reference])
+        cand = np.concatenate([p.mask.ravel() for p in candidate])
+        k = len(self.class_names)
+        inter = np.bincount(ref[ref == cand], minlength=k)
+        union = np.bincount(ref, minlength=k) + np.bincount(cand, minlength=k) - inter
+        present = union > 0
+        return "mask_miou", float((inter[present] / union[present]).mean()) if present.any() else 1.0
+
     # -- prediction ---------------------------------------------------------------------------
     def postprocess(
         self,

@@ -11,7 +11,7 @@ through the hooks of :class:`ObjectTask` (``object_target``, ``keep_objects``, `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from foveal.data.imageio import load_rgb
 from foveal.data.sample import Sample
 from foveal.data.splits import stratified_split
 from foveal.errors import ConfigError, DataError
+from foveal.models.graph import ExportGraph
 from foveal.tasks.base import PredictOption, Task, TaskMeta
 from foveal.tasks.detection.objects import (
     Detections,
@@ -403,6 +404,46 @@ class ObjectTask(Task):
             kept = scores[scores >= conf] if len(scores) and scores[0] >= conf else scores[:1]
             found.append(torch.stack([kept, 1 - kept], dim=-1))
         return found
+
+    # -- export -------------------------------------------------------------------------------
+    def export_graph(self, model: nn.Module) -> ExportGraph:
+        """The detector's own graph (``export_graph()`` of CenterNet and the torchvision detectors)."""
+        if not hasattr(model, "export_graph"):
+            raise ConfigError(
+                f"{type(model).__name__} (model {self.meta.model}) has no export graph: foveal exports "
+                "centernet and the torchvision detectors (tv:..., *rcnn_resnet18)"
+            )
+        return model.export_graph()
+
+    def from_graph(self, outputs: list[dict[str, Tensor]], settings: Mapping[str, Any]) -> Any:
+        """Per-image graphs (one row per object): the rows are the detections. Dense graphs ((B, k)
+        scores of the top-k peaks): the detections scoring >= ``settings["conf"]``, NMS at
+        ``nms_iou`` when set, at most ``max_det``."""
+        if outputs and outputs[0]["scores"].ndim == 1:
+            return [dict(part) for part in outputs]
+        from foveal.models.centernet import select_detections
+
+        dense = {key: torch.cat([part[key] for part in outputs]) for key in outputs[0]}
+        return select_detections(dense, settings["conf"], settings["max_det"], settings.get("nms_iou"))
+
+    def export_agreement(self, reference: Sequence[Any], candidate: Sequence[Any]) -> tuple[str, float]:
+        """COCO box mAP of the export's detections scored against the eager model's as ground truth
+        (1 when neither detects anything, 0 when only one does)."""
+        from foveal.metrics.detection import detection_metrics
+
+        def tensors(p: Detections, target: bool) -> dict[str, Tensor]:
+            found = {"boxes": torch.as_tensor(p.boxes).reshape(-1, 4), "labels": torch.as_tensor(p.labels)}
+            if not target:
+                found["scores"] = torch.as_tensor(p.scores)
+            return found
+
+        n_ref, n_cand = sum(len(p.boxes) for p in reference), sum(len(p.boxes) for p in candidate)
+        if n_ref == 0 or n_cand == 0:
+            return "box_map", 1.0 if n_ref == n_cand else 0.0
+        found = detection_metrics(
+            [tensors(p, False) for p in candidate], [tensors(p, True) for p in reference], self.class_names
+        )
+        return "box_map", float(found["map"] or 0.0)
 
     # -- prediction ---------------------------------------------------------------------------
     def postprocess(
