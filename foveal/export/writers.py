@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
+import logging
+import re
 import traceback
 import warnings
 from pathlib import Path
@@ -17,35 +20,81 @@ from foveal.export.metadata import plain_props
 from foveal.models.graph import ExportGraph
 from foveal.serialize import dumps
 
-
-def failing_layer(err: BaseException) -> str:
-    """'Class (file:line)' of the innermost module ``forward`` in ``err``'s traceback outside torch:
-    the layer the exporter could not convert; '' when none is found."""
-    found = ""
-    for frame, line in traceback.walk_tb(err.__traceback__):
-        module = frame.f_locals.get("self")
-        filename = frame.f_code.co_filename
-        if isinstance(module, nn.Module) and "/torch/" not in filename and "/onnxscript/" not in filename:
-            found = f"{type(module).__name__} ({Path(filename).name}:{line})"
-    return found
+_LOCATION = re.compile(r'File:? "?([^",\n]+?\.py)"?(?::|, line )(\d+)')
 
 
-def export_failed(err: BaseException, what: str) -> ExportError:
+def _locations(err: BaseException) -> list[tuple[str, int]]:
+    """(file, line) places in ``err`` and its causes: traceback frames, and the source lines the
+    exporters quote in their messages (``# File: x.py:12 in forward``), outside torch itself."""
+    found: list[tuple[str, int]] = []
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        found += [(f.f_code.co_filename, line) for f, line in traceback.walk_tb(err.__traceback__)]
+        found += [(m.group(1), int(m.group(2))) for m in _LOCATION.finditer(str(err))]
+        err = err.__cause__ or err.__context__
+    return [
+        (f, n)
+        for f, n in found
+        if not any(part in f for part in ("/torch/", "/onnxscript/", "/foveal/export/"))
+    ]
+
+
+def failing_layer(err: BaseException, root: nn.Module) -> str:
+    """'Class (file:line)' of the layer of ``root`` whose ``forward`` holds a place of ``err`` outside
+    torch: the layer the exporter could not convert; 'file:line' without such a layer; '' when none."""
+    places = _locations(err)
+    for filename, line in places:
+        for module in root.modules():
+            try:
+                lines, first = inspect.getsourcelines(type(module).forward)
+                source = inspect.getsourcefile(type(module).forward)
+            except (OSError, TypeError):
+                continue
+            if (
+                source
+                and Path(source).resolve() == Path(filename).resolve()
+                and first <= line < first + len(lines)
+            ):
+                return f"{type(module).__name__} ({Path(filename).name}:{line})"
+    return f"{Path(places[0][0]).name}:{places[0][1]}" if places else ""
+
+
+def export_failed(err: BaseException, what: str, root: nn.Module) -> ExportError:
     """A one-line ExportError naming the layer (when found) and the exporter's first message line."""
     first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
-    layer = failing_layer(err)
+    layer = failing_layer(err, root)
     where = f" at layer {layer}" if layer else ""
     return ExportError(
-        f"{what} failed{where}: {type(err).__name__}: {first[:300]}; this layer does not trace to a "
+        f"{what} failed{where}: {type(err).__name__}: {first[:200]}; the layer does not trace to a "
         "static graph (data-dependent Python control flow, numpy or .item() calls): rewrite it with "
         "tensor ops, or try the other --format"
     )
 
 
 @contextlib.contextmanager
+def _quiet_logs() -> Any:
+    """torch.export and the ONNX exporter log failed graphs to stderr; they reach the user as one line."""
+    loggers = [logging.getLogger(name) for name in ("torch", "torch.export", "torch.onnx", "torch._dynamo")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def _quiet() -> Any:
     """Silence the exporters' progress prints and warnings."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        _quiet_logs(),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         warnings.simplefilter("ignore")
         yield
 
@@ -91,7 +140,7 @@ def write_onnx(
                 )  # fmt: skip
                 model = onnx.load_from_string(buffer.getvalue())
     except Exception as err:  # the exporters raise many types
-        raise export_failed(err, "ONNX export") from err
+        raise export_failed(err, "ONNX export", graph.module) from err
     if simplify:
         model = _simplify(model)
     version = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=opset)
@@ -125,5 +174,5 @@ def write_torchscript(graph: ExportGraph, example: Tensor, path: Path, doc: dict
                 module = torch.jit.trace(graph.module, (example,), check_trace=False, strict=False)
             module = torch.jit.freeze(module.eval()) if not graph.script else module
     except Exception as err:  # torch.jit raises many types
-        raise export_failed(err, "TorchScript export") from err
+        raise export_failed(err, "TorchScript export", graph.module) from err
     torch.jit.save(module, str(path), _extra_files={"foveal.json": dumps(doc)})

@@ -428,7 +428,10 @@ def decode_dense(
     b, c, h, w = heat.shape
     peaks = heat * (F.max_pool2d(heat, 3, 1, 1) == heat)
     scores, index = peaks.reshape(b, -1).topk(min(topk, c * h * w))
-    labels, cell = index // (h * w), index % (h * w)
+    # floor division and subtraction, not %: the ONNX exporter cannot convert a remainder by a
+    # symbolic size (--dynamic)
+    labels = torch.div(index, h * w, rounding_mode="floor")
+    cell = index - labels * (h * w)
     boxes = _pred_boxes(outputs["size"].detach().float(), outputs["offset"].detach().float(), stride)
     boxes = boxes.reshape(b, 4, -1).gather(2, cell[:, None].expand(-1, 4, -1)).transpose(1, 2)  # (B, k, 4)
     dense = {"labels": labels}
@@ -439,7 +442,8 @@ def decode_dense(
         xy = centre[:, :, None] + rel.reshape(b, rel.shape[1], -1, 2) * stride
         dense["keypoints"] = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)  # (B, k, K, 3)
     img_h, img_w = sizes[:, 0:1], sizes[:, 1:2]  # (B, 1)
-    cell_x, cell_y = (cell % w) * stride, (cell // w) * stride  # (B, k) top-left pixel of each cell
+    row = torch.div(cell, w, rounding_mode="floor")
+    cell_x, cell_y = (cell - row * w) * stride, row * stride  # (B, k) top-left pixel of each cell
     inside = (cell_x < img_w) & (cell_y < img_h)  # not in the padding
     dense["scores"] = torch.where(inside, scores, torch.full_like(scores, -1.0))
     zero = torch.zeros_like(boxes[..., 0])
