@@ -400,6 +400,12 @@ class Task(ABC):
         height) pixels (e.g. resize a mask, scale boxes); images from files and video frames alike."""
         return prediction
 
+    def track_boxes(self, prediction: Any) -> tuple[Any, Any, Any] | None:
+        """The boxes a tracker follows in one finalised prediction: (N, 4) xyxy pixels, (N,) scores,
+        (N,) class indices as numpy arrays; None when the task's predictions have no boxes (video
+        prediction then refuses ``--track``)."""
+        return None
+
     def table_row(self, row: dict[str, Any]) -> dict[str, Any]:
         """The predictions.csv row of one JSON prediction row (e.g. one column per target)."""
         return row

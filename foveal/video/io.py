@@ -14,6 +14,7 @@ and counts them).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import tempfile
@@ -146,8 +147,8 @@ class FrameReader:
         total = self.info.frames
         if total is None:
             return None
-        first = min(total, int(-(-self.start * self.info.fps // 1)))  # ceil(start * fps)
-        last = total if self.end is None else min(total, int(-(-self.end * self.info.fps // 1)))
+        first = min(total, math.ceil(self.start * self.info.fps - 1e-6))
+        last = total if self.end is None else min(total, math.ceil(self.end * self.info.fps - 1e-6))
         return max(0, -(-(last - first) // self.stride))
 
     def __iter__(self) -> Iterator[Frame]:
@@ -237,8 +238,9 @@ class VideoWriter:
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
-                                   dir=self.path.parent)  # fmt: skip
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}", dir=self.path.parent
+        )
         os.close(fd)
         self._tmp = Path(tmp)
         self._container = av.open(str(self._tmp), mode="w", format=_container_format(self.path))
@@ -285,6 +287,9 @@ class VideoWriter:
         if not self.frames:
             self._tmp.unlink(missing_ok=True)
             return None
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(self._tmp, 0o666 & ~mask)
         os.replace(self._tmp, self.path)
         return self.path
 

@@ -142,8 +142,15 @@ def motmetrics_summary(truth: Sequence[FrameBoxes], found: Sequence[FrameBoxes],
         overlap = iou_matrix(gt.boxes, hyp.boxes)
         dists = np.where(overlap >= iou, 1.0 - overlap, np.nan)
         acc.update(gt.ids.tolist(), hyp.ids.tolist(), dists)
-    names = ["mota", "motp", "idf1", "num_switches", "num_false_positives", "num_misses",
-             "num_fragmentations"]  # fmt: skip
+    names = [
+        "mota",
+        "motp",
+        "idf1",
+        "num_switches",
+        "num_false_positives",
+        "num_misses",
+        "num_fragmentations",
+    ]
     row = mm.metrics.create().compute(acc, metrics=names, name="x").iloc[0]
     return {
         "mota": float(row["mota"]),

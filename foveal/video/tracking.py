@@ -69,8 +69,18 @@ class KalmanBox:
         z = _xywh(np.asarray(box, dtype=np.float64))
         self.mean = np.concatenate([z, np.zeros(4)])
         w, h = max(z[2], 1.0), max(z[3], 1.0)
-        std = np.array([2 * _POS * w, 2 * _POS * h, 2 * _POS * w, 2 * _POS * h,
-                        10 * _VEL * w, 10 * _VEL * h, 10 * _VEL * w, 10 * _VEL * h])  # fmt: skip
+        std = np.array(
+            [
+                2 * _POS * w,
+                2 * _POS * h,
+                2 * _POS * w,
+                2 * _POS * h,
+                10 * _VEL * w,
+                10 * _VEL * h,
+                10 * _VEL * w,
+                10 * _VEL * h,
+            ]
+        )
         self.cov = np.diag(std**2)
 
     def _scale(self, weight: float) -> np.ndarray:

@@ -442,6 +442,9 @@ class ObjectTask(Task):
         """Scale boxes, keypoints and masks from the model input size to an image of ``size`` (w, h)."""
         return resize_detections(prediction, self.meta.imgsz, size)
 
+    def track_boxes(self, prediction: Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return prediction.boxes, prediction.scores, prediction.labels
+
     def coco_results(self, row: dict[str, Any], image_id: int) -> list[dict[str, Any]]:
         """A prediction row as COCO results entries (``objects.coco_results``) with the training
         data's category ids."""
