@@ -237,13 +237,14 @@ class VideoWriter:
         import av
 
         self.path = Path(path)
+        container_format = _container_format(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
             prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}", dir=self.path.parent
         )
         os.close(fd)
         self._tmp = Path(tmp)
-        self._container = av.open(str(self._tmp), mode="w", format=_container_format(self.path))
+        self._container = av.open(str(self._tmp), mode="w", format=container_format)
         self._codec, self._fps = codec or pick_codec(), Fraction(fps).limit_denominator(1001)
         self._stream: Any = None
         self.size: tuple[int, int] | None = None
@@ -314,7 +315,7 @@ class VideoWriter:
 
 
 def _container_format(path: Path) -> str:
-    formats = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
+    formats = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".ts": "mpegts"}
     suffix = path.suffix.lower()
     if suffix not in formats:
         raise ConfigError(f"{path}: write videos as {', '.join(formats)}; got '{suffix or 'no suffix'}'")
