@@ -315,7 +315,14 @@ class VideoWriter:
 
 
 def _container_format(path: Path) -> str:
-    formats = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".ts": "mpegts"}
+    formats = {
+        ".mp4": "mp4",
+        ".m4v": "mp4",
+        ".mov": "mov",
+        ".mkv": "matroska",
+        ".avi": "avi",
+        ".ts": "mpegts",
+    }
     suffix = path.suffix.lower()
     if suffix not in formats:
         raise ConfigError(f"{path}: write videos as {', '.join(formats)}; got '{suffix or 'no suffix'}'")
