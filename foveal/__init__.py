@@ -5,6 +5,7 @@ Public API (imported lazily so ``import foveal`` stays fast)::
     foveal.train(task="classify", data="shapes/", epochs=10)
     foveal.evaluate("runs/classify/smallresnet/checkpoints/best.ckpt", "shapes/", split="test")
     foveal.predict("runs/.../best.ckpt", ["img.png", "folder/"])
+    foveal.predict_video("runs/.../best.ckpt", "clip.mp4", track=True, stride=2)
     foveal.load("runs/.../best.ckpt")            # also .onnx / .ts files from foveal.export
     foveal.export("runs/.../best.ckpt", "onnx")  # parity-checked, metadata inside
     foveal.active_query("runs/.../best.ckpt", "unlabelled/", n=100, strategy="entropy")
@@ -21,6 +22,7 @@ _API = {
     "TrainResult": "foveal.engine.fit",
     "evaluate": "foveal.engine.evaluation",
     "predict": "foveal.engine.evaluation",
+    "predict_video": "foveal.video.predict",
     "load": "foveal.engine.checkpoint",
     "lr_find": "foveal.engine.lr_find",
     "list_models": "foveal.tasks",

@@ -109,7 +109,7 @@ def test_outputs_metrics_predictions_json_render(prepared: dict[str, Any], tmp_p
     assert len(predictions) == len(images)
     for prediction, sample in zip(predictions, samples, strict=False):
         assert isinstance(prediction, Prediction) and isinstance(prediction.summary(), str)
-        final = task.finalize(prediction, sample)
+        final = task.finalize(prediction, Image.open(sample.path).size)
         json.loads(dumps({k: v for k, v in final.to_dict().items() if k != "mask"}))
         image = Image.open(sample.path).convert("RGB")
         overlay = task.render(image, final)

@@ -19,8 +19,10 @@ def run_synth(args: argparse.Namespace) -> dict[str, Any]:
         fmt=args.format,
         imbalance=args.imbalance,
         scene=args.scene,
+        max_objects=args.objects,
     )
-    print(f"wrote {args.n} synthetic {args.scene} {args.format} images to {out}")
+    unit = "frames" if args.format == "video" else "images"
+    print(f"wrote {args.n} synthetic {args.scene} {args.format} {unit} to {out}")
     return {"out": str(out), "n": args.n, "format": args.format, "scene": args.scene}
 
 
@@ -97,8 +99,11 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--imgsz", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--format", default="imagefolder", help="imagefolder|csv|coco|yolo|yolo-seg|yolo-pose|masks|regress"
+        "--format",
+        default="imagefolder",
+        help="imagefolder|csv|coco|yolo|yolo-seg|yolo-pose|masks|regress|video (--n frames of moving shapes)",
     )
+    p.add_argument("--objects", type=int, default=4, help="objects per scene at most (video: exactly)")
     p.add_argument("--imbalance", type=int, default=1, help="k: k:1 train imbalance")
     p.add_argument(
         "--scene", default="shapes", help="shapes | arrows (left/right/up/down: flips change the class)"

@@ -66,6 +66,11 @@ def run_predict(args: argparse.Namespace) -> dict[str, Any]:
     from foveal.engine.evaluation import json_rows, predict, registered_predict_options
 
     options = {name: getattr(args, name) for name in registered_predict_options() if hasattr(args, name)}
+    from foveal.video.predict import video_request
+
+    frames = args.frames or args.track or args.stride != 1 or args.start != 0 or args.end is not None
+    if video_request(args.sources, frames):
+        return _run_predict_video(args, options)
     rows = predict(
         args.weights,
         args.sources,
@@ -95,6 +100,56 @@ def run_predict(args: argparse.Namespace) -> dict[str, Any]:
         if len(rows) > 50:
             print(f"... {len(rows) - 50} more")
     return {"out": str(rows.out), "predictions": json_rows(rows)}
+
+
+def _run_predict_video(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
+    from foveal.errors import ConfigError
+    from foveal.video.predict import predict_video
+
+    if args.tta:
+        raise ConfigError("--tta is not supported on videos; drop it")
+    line = None
+    if args.line is not None:
+        try:
+            line = [float(v) for v in args.line.split(",")]
+        except ValueError:
+            line = []
+        if len(line) != 4:
+            raise ConfigError(f"--line {args.line}: pass x1,y1,x2,y2 in frame pixels (e.g. 320,0,320,480)")
+    summary = predict_video(
+        args.weights,
+        args.sources[0],
+        out=args.out,
+        task=args.task,
+        batch=args.batch,
+        device=args.device,
+        stride=args.stride,
+        start=args.start,
+        end=args.end,
+        fps=args.fps,
+        track=args.track,
+        line=line,
+        video=args.video,
+        on_bad_image=args.on_bad_image,
+        project=args.project,
+        name=args.name,
+        progress=not args.json,
+        **options,
+    )
+    if not args.json:
+        print(
+            f"{summary['frames_predicted']} frames of {summary['source']} predicted at "
+            f"{summary['processing_fps']} frames/s; written to {summary['out']}"
+        )
+        counts = summary.get("counts")
+        if counts:
+            by_class = ", ".join(f"{n} {name}" for name, n in counts["tracks_by_class"].items()) or "none"
+            crossed = counts["crossings"]
+            print(
+                f"tracks: {counts['tracks']} ({by_class}); line crossings: {crossed['positive']} positive, "
+                f"{crossed['negative']} negative"
+            )
+    return summary
 
 
 def add_predict_options(p: argparse.ArgumentParser) -> None:
@@ -166,14 +221,27 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--project", default=None, help="bare --errors: parent folder (default runs/<task>)")
     p.add_argument("--name", default=None, help="bare --errors: folder name (default errors)")
     p.set_defaults(func=run_val)
-    p = commands.add_parser("predict", help="predict image files, folders or globs")
+    p = commands.add_parser("predict", help="predict image files, folders, globs, or a video")
     _common(p)
-    p.add_argument("sources", nargs="+", help="images, folders or glob patterns")
+    p.add_argument(
+        "sources", nargs="+", help="images, folders or glob patterns; or one video or frame folder"
+    )
     p.add_argument(
         "--out", default="auto", help="folder for predictions.json/.csv (default: a new PROJECT/NAME)"
     )
     p.add_argument("--project", default=None, help="parent folder of the predictions (default runs/<task>)")
     p.add_argument("--name", default=None, help="folder name of the predictions (default predict)")
     p.add_argument("--render", action="store_true", help="also write overlay PNGs")
+    v = p.add_argument_group(
+        "video (a video file, or a folder read as frames when --frames or any of these options is given)"
+    )
+    v.add_argument("--frames", action="store_true", help="read the folder as the frames of one video")
+    v.add_argument("--stride", type=int, default=1, help="predict every k-th frame (1)")
+    v.add_argument("--start", type=float, default=0.0, help="first second to predict (0)")
+    v.add_argument("--end", type=float, default=None, help="stop at this second (default: the end)")
+    v.add_argument("--fps", type=float, default=None, help="frame rate of a frame folder (25)")
+    v.add_argument("--track", action="store_true", help="track the predicted boxes (ByteTrack-style)")
+    v.add_argument("--line", default=None, help="counting line x1,y1,x2,y2 (default: the vertical centre)")
+    v.add_argument("--no-video", dest="video", action="store_false", help="skip the annotated video")
     p.defer(add_predict_options)
     p.set_defaults(func=run_predict)

@@ -45,6 +45,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header; BadImageError naming the file otherwise."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise BadImageError(f"{path}: not a readable image ({err}); replace or remove it") from err
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode ``path`` fully into an RGB image; raise BadImageError naming the file otherwise."""
     path = Path(path)

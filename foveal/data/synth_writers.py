@@ -273,6 +273,8 @@ def write_synthetic(
     scene: str = "shapes",
 ) -> Path:
     """Generate ``n`` shapes scenes and write them to the new or empty folder ``out`` as ``fmt``.
+    ``fmt="video"``: an ``n``-frame video of ``max_objects`` moving shapes with known identities
+    (``foveal.video.synthetic.write_synthetic_video``: video.mp4 and truth.json).
 
     imagefolder uses single-object scenes, the other formats 1..``max_objects`` objects per scene.
     Splits with fraction 0 are not written (csv ignores ``splits``). ``imbalance`` k > 1 (imagefolder
@@ -280,7 +282,11 @@ def write_synthetic(
     (val and test stay balanced, so macro metrics show what the rare classes lost). ``scene``
     "arrows" writes arrows (classes left/right/up/down; imagefolder or masks). Returns ``out``.
     """
-    check_choice("synthetic data format", fmt, FORMATS)
+    if fmt == "video":
+        from foveal.video.synthetic import write_synthetic_video
+
+        return write_synthetic_video(out, frames=n, imgsz=imgsz, objects=max_objects, seed=seed)
+    check_choice("synthetic data format", fmt, (*FORMATS, "video"))
     check_choice("synthetic scene", scene, tuple(SCENES))
     if scene == "arrows" and fmt not in ARROW_FORMATS:
         raise ConfigError(f"--scene arrows is written as {' or '.join(ARROW_FORMATS)}, not {fmt}")

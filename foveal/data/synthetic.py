@@ -301,3 +301,34 @@ def _scenes(
     for _ in range(n):
         k = 1 if single_object else int(rng.integers(1, max_objects + 1))
         yield generate_scene(rng, imgsz, k)
+
+
+# -- building blocks for other generators (the moving-shapes video: foveal.video.synthetic) ----------
+def draw_background(rng: np.random.Generator, imgsz: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (imgsz, imgsz, 3) float32 textured background and its (3,) base colour, as scenes have."""
+    return _background(rng, imgsz)
+
+
+def shape_outline(cls: int, rng: np.random.Generator, r: float) -> np.ndarray:
+    """(V, 2) vertices of a randomly rotated shape of class ``cls`` and circumradius ``r`` around
+    (0, 0); (0, 2) for a circle."""
+    return _vertices(cls, rng, 0.0, 0.0, r)
+
+
+def shape_mask(cls: int, outline: np.ndarray, cx: float, cy: float, r: float, imgsz: int) -> np.ndarray:
+    """(imgsz, imgsz) bool mask of the shape ``outline`` (from :func:`shape_outline`) centred at
+    (``cx``, ``cy``), drawn as scenes draw it (no anti-aliasing)."""
+    return _rasterise(cls, outline + np.array([cx, cy], dtype=np.float32), cx, cy, r, imgsz, 0).copy()
+
+
+def pick_colour(rng: np.random.Generator, avoid: list[np.ndarray], min_dist: list[float]) -> np.ndarray:
+    """An RGB colour (3,) float32 at least ``min_dist[i]`` from each ``avoid[i]`` when one of 16 draws is."""
+    return _pick_colour(rng, avoid, min_dist)
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    """The tight xyxy box (4,) float32 of a non-empty (H, W) bool mask, pixel-edge coordinates."""
+    return _box(mask)
+
+
+MIN_BG_DISTANCE, MIN_OBJ_DISTANCE = _MIN_BG_DISTANCE, _MIN_OBJ_DISTANCE

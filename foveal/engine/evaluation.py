@@ -14,6 +14,7 @@ import torch
 
 from foveal.atomic import atomic_write_text
 from foveal.data.checks import drop_unreadable
+from foveal.data.imageio import image_size
 from foveal.data.sample import Sample
 from foveal.engine import distributed
 from foveal.engine.checkpoint import Loaded, load
@@ -229,7 +230,7 @@ def predict(
     predictions = [by_sample[id(sample)] for sample in samples]  # back in the sources' order
     rows.out = None if out is None else Path(out)
     for i, (sample, prediction) in enumerate(zip(samples, predictions)):
-        prediction = loaded.task.finalize(prediction, sample)
+        prediction = loaded.task.finalize(prediction, image_size(sample.path))
         row = {"path": sample.path, **prediction.to_dict(), "summary": prediction.summary()}
         if out is not None:
             stem = f"{i:05d}_{Path(sample.path).stem}"

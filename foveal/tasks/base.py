@@ -423,9 +423,16 @@ class Task(ABC):
         """Raw model outputs for a batch -> one :class:`Prediction` per image (``options``: the
         task's ``predict_options``)."""
 
-    def finalize(self, prediction: Any, sample: Sample) -> Any:
-        """Map a prediction made at model input size back to ``sample``'s image (e.g. resize a mask)."""
+    def finalize(self, prediction: Any, size: tuple[int, int]) -> Any:
+        """Map a prediction made at model input size back to the original image of ``size`` (width,
+        height) pixels (e.g. resize a mask, scale boxes); images from files and video frames alike."""
         return prediction
+
+    def track_boxes(self, prediction: Any) -> tuple[Any, Any, Any] | None:
+        """The boxes a tracker follows in one finalised prediction: (N, 4) xyxy pixels, (N,) scores,
+        (N,) class indices as numpy arrays; None when the task's predictions have no boxes (video
+        prediction then refuses ``--track``)."""
+        return None
 
     def table_row(self, row: dict[str, Any]) -> dict[str, Any]:
         """The predictions.csv row of one JSON prediction row (e.g. one column per target)."""

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torchvision import tv_tensors
 
 from foveal.config import TrainConfig
-from foveal.data.imageio import load_rgb
+from foveal.data.imageio import image_size, load_rgb
 from foveal.data.sample import Sample
 from foveal.data.transforms import build_transforms
 from foveal.errors import ConfigError, DataError
@@ -251,7 +251,7 @@ class SegmentTask(Task):
         from foveal.metrics.errors import pair_rows, worst_segmentations
         from foveal.report.error_grids import worst_segmentations_grid
 
-        maps = [self.finalize(p, s).mask for p, s in zip(predictions, samples, strict=True)]
+        maps = [self.finalize(p, image_size(s.path)).mask for p, s in zip(predictions, samples, strict=True)]
         worst = worst_segmentations(samples, maps, self.mask_spec, n)
         report = {
             "task": self.name,
@@ -433,9 +433,7 @@ class SegmentTask(Task):
         counts = count_instances(mask, len(self.class_names), method="watershed")
         return {self.class_names[c]: int(n) for c, n in counts.items() if c != 0}
 
-    def finalize(self, prediction: MaskPrediction, sample: Sample) -> MaskPrediction:
-        with Image.open(sample.path) as image:
-            size = image.size
+    def finalize(self, prediction: MaskPrediction, size: tuple[int, int]) -> MaskPrediction:
         if prediction.mask.shape[::-1] == size:
             return prediction
         mask = np.asarray(Image.fromarray(prediction.mask).resize(size, Image.NEAREST))

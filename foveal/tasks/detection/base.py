@@ -22,7 +22,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from foveal.config import TrainConfig
-from foveal.data.imageio import load_rgb
+from foveal.data.imageio import image_size, load_rgb
 from foveal.data.sample import Sample
 from foveal.data.splits import stratified_split
 from foveal.errors import ConfigError, DataError
@@ -217,7 +217,10 @@ class ObjectTask(Task):
         from foveal.report.error_grids import detection_errors_grid
 
         # boxes to image pixels; masks are not needed here, and resizing them would cost time
-        found = [self.finalize(replace(p, masks=None), s) for p, s in zip(predictions, samples, strict=True)]
+        found = [
+            self.finalize(replace(p, masks=None), image_size(s.path))
+            for p, s in zip(predictions, samples, strict=True)
+        ]
         false_pos, false_neg = detection_errors(samples, found, class_names=self.class_names)
         report = {
             "task": self.name,
@@ -372,7 +375,7 @@ class ObjectTask(Task):
             images, truths, found = [], [], []
             for sample, prediction in shown:
                 image = load_rgb(sample.path)
-                prediction = self.finalize(prediction, sample)
+                prediction = self.finalize(prediction, image.size)
                 images.append(np.asarray(image))
                 truth = self.target(sample, image.size)
                 truths.append(self._as_detections(truth))
@@ -476,10 +479,12 @@ class ObjectTask(Task):
             )
         return results
 
-    def finalize(self, prediction: Detections, sample: Sample) -> Detections:
-        """Scale boxes, keypoints and masks from the model input size to ``sample``'s image size."""
-        with Image.open(sample.path) as image:
-            return resize_detections(prediction, self.meta.imgsz, image.size)
+    def finalize(self, prediction: Detections, size: tuple[int, int]) -> Detections:
+        """Scale boxes, keypoints and masks from the model input size to an image of ``size`` (w, h)."""
+        return resize_detections(prediction, self.meta.imgsz, size)
+
+    def track_boxes(self, prediction: Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return prediction.boxes, prediction.scores, prediction.labels
 
     def coco_results(self, row: dict[str, Any], image_id: int) -> list[dict[str, Any]]:
         """A prediction row as COCO results entries (``objects.coco_results``) with the training
