@@ -5,7 +5,7 @@
 
 Trains the detect demo model (CenterNet on ``foveal data synth --format coco`` scenes at 64 px;
 ``--weights`` skips it), writes a ``--frames`` synthetic video of ``--objects`` moving shapes with
-known identities (``foveal.video.synthetic``; ``--size`` px, so the shapes have the training data's
+known identities (``foveal.data.synth_video``; ``--size`` px, so the shapes have the training data's
 relative sizes once the frames are resized to 64 px), predicts it with ``foveal.predict_video(...,
 track=True)`` and prints: frames/s end to end (decode + predict + track + render + encode + write),
 frames/s of the model alone (predict_input + forward + postprocess), and MOTA, MOTP, IDF1, ID
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 import foveal
+from foveal.data.synth_video import write_synthetic_video
 from foveal.data.synthetic import CLASSES
 from foveal.video.mot import FrameBoxes, clear_mot, motmetrics_summary
-from foveal.video.synthetic import write_synthetic_video
 from foveal.video.tracking import ByteTracker
 
 KEYS = ("mota", "motp", "idf1", "id_switches", "fp", "fn", "fragmentations")

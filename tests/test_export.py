@@ -32,8 +32,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
     found = {}
     for task, (fmt, options) in CASES.items():
         data = write_synthetic(root / f"data_{task}", n=40, imgsz=32, seed=1, fmt=fmt)
-        result = foveal.train(task=task, data=str(data), epochs=1, imgsz=32, batch=8, workers=0,
-                              progress=False, project=str(root / "runs"), name=task, seed=0, **options)  # fmt: skip
+        fast = {"epochs": 1, "imgsz": 32, "batch": 8, "workers": 0, "progress": False, "seed": 0}
+        result = foveal.train(
+            task=task, data=str(data), project=str(root / "runs"), name=task, **fast, **options
+        )
         found[task] = (data, result.best)
     return found
 

@@ -26,7 +26,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("foveal.report",),
     ("foveal.tasks",),
     ("foveal.engine",),
-    ("foveal.analysis", "foveal.explain", "foveal.export"),
+    ("foveal.analysis", "foveal.explain", "foveal.export", "foveal.video"),
     ("foveal.cli", "foveal.demo", "foveal"),  # "foveal": the package __init__ (the lazy public API)
 )
 

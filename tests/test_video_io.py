@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from foveal.atomic import AtomicStream
+from foveal.data.synth_video import generate_video, write_synthetic_video
+from foveal.data.video_io import FrameReader, VideoWriter, is_video_file
 from foveal.errors import ConfigError, DataError
-from foveal.video.io import FrameReader, VideoWriter, is_video_file
-from foveal.video.synthetic import generate_video, write_synthetic_video
 
 
 def _grey_video(path: Path, n: int = 20, size: tuple[int, int] = (48, 32), fps: float = 10.0) -> Path:

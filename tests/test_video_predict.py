@@ -11,9 +11,9 @@ import pytest
 
 import foveal
 from foveal.cli.main import main
+from foveal.data.synth_video import write_synthetic_video
+from foveal.data.video_io import FrameReader
 from foveal.errors import ConfigError, DataError
-from foveal.video.io import FrameReader
-from foveal.video.synthetic import write_synthetic_video
 
 
 @pytest.fixture(scope="module")

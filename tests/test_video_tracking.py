@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from foveal.data.synth_video import generate_video
 from foveal.data.synthetic import CLASSES
 from foveal.video.counting import TrackLog, centre_line
 from foveal.video.mot import FrameBoxes, clear_mot, motmetrics_summary
-from foveal.video.synthetic import generate_video
 from foveal.video.tracking import ByteTracker, KalmanBox, iou_matrix
 
 

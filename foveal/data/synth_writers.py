@@ -274,7 +274,7 @@ def write_synthetic(
 ) -> Path:
     """Generate ``n`` shapes scenes and write them to the new or empty folder ``out`` as ``fmt``.
     ``fmt="video"``: an ``n``-frame video of ``max_objects`` moving shapes with known identities
-    (``foveal.video.synthetic.write_synthetic_video``: video.mp4 and truth.json).
+    (``foveal.data.synth_video.write_synthetic_video``: video.mp4 and truth.json).
 
     imagefolder uses single-object scenes, the other formats 1..``max_objects`` objects per scene.
     Splits with fraction 0 are not written (csv ignores ``splits``). ``imbalance`` k > 1 (imagefolder
@@ -283,7 +283,7 @@ def write_synthetic(
     "arrows" writes arrows (classes left/right/up/down; imagefolder or masks). Returns ``out``.
     """
     if fmt == "video":
-        from foveal.video.synthetic import write_synthetic_video
+        from foveal.data.synth_video import write_synthetic_video
 
         return write_synthetic_video(out, frames=n, imgsz=imgsz, objects=max_objects, seed=seed)
     check_choice("synthetic data format", fmt, (*FORMATS, "video"))

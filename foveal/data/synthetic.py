@@ -303,7 +303,7 @@ def _scenes(
         yield generate_scene(rng, imgsz, k)
 
 
-# -- building blocks for other generators (the moving-shapes video: foveal.video.synthetic) ----------
+# -- building blocks for other generators (the moving-shapes video: foveal.data.synth_video) ----------
 def draw_background(rng: np.random.Generator, imgsz: int) -> tuple[np.ndarray, np.ndarray]:
     """A (imgsz, imgsz, 3) float32 textured background and its (3,) base colour, as scenes have."""
     return _background(rng, imgsz)

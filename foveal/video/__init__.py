@@ -1,6 +1,6 @@
-"""Video and frame-stream prediction: reading and writing videos (PyAV), multi-object tracking
-(ByteTrack-style), CLEAR-MOT metrics and a synthetic moving-shapes video with known identities.
+"""Video and frame-stream prediction: multi-object tracking (ByteTrack-style), line counting, CLEAR-MOT
+metrics and ``foveal.predict_video``. Reading and writing videos (PyAV) and the synthetic
+moving-shapes video live with the data tools (``foveal.data.video_io``, ``foveal.data.synth_video``).
 
-Modules import PyAV inside their functions, so ``import foveal`` stays fast. Boxes are xyxy absolute
-pixels of the frame, as everywhere in foveal.
+Boxes are xyxy absolute pixels of the frame, as everywhere in foveal.
 """

@@ -37,6 +37,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from foveal.atomic import AtomicStream, atomic_write_text
+from foveal.data.video_io import Frame, FrameReader, VideoWriter, is_video_file
 from foveal.engine.checkpoint import Loaded, load
 from foveal.engine.evaluation import task_options
 from foveal.engine.inference import pick_device
@@ -44,7 +45,6 @@ from foveal.errors import ConfigError
 from foveal.serialize import dumps
 from foveal.tasks.base import Task
 from foveal.video.counting import TrackLog, centre_line
-from foveal.video.io import Frame, FrameReader, VideoWriter, is_video_file
 
 log = logging.getLogger("foveal")
 TAIL = 30  # trajectory points drawn behind each track
@@ -144,7 +144,7 @@ def predict_video(
     """Predict the frames of ``source`` (a video file read with PyAV, or a folder of images read as
     frames in natural name order at ``fps``, default 25) with checkpoint ``weights``.
 
-    ``stride``, ``start``, ``end`` (seconds): which frames (``foveal.video.io.FrameReader``).
+    ``stride``, ``start``, ``end`` (seconds): which frames (``foveal.data.video_io.FrameReader``).
     ``track``: follow the predicted boxes with :class:`foveal.video.tracking.ByteTracker`
     (``tracker``: its parameters) and count tracks crossing ``line`` (x1, y1, x2, y2 pixels; default
     the first frame's vertical centre line); a task whose predictions have no boxes refuses it.

@@ -129,8 +129,8 @@ def write_synthetic_video(
     from PIL import Image
 
     from foveal.atomic import atomic_write_text
+    from foveal.data.video_io import VideoWriter
     from foveal.serialize import dumps
-    from foveal.video.io import VideoWriter
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
