@@ -23,6 +23,12 @@ CASES = {
 }
 
 
+def test_every_registered_task_is_exported_here() -> None:
+    from foveal.tasks import task_names
+
+    assert sorted(CASES) == sorted(task_names()), "add the new task to CASES: every task must export"
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """(data folder, best.ckpt) of a one-epoch run of every task on 32 px synthetic data."""
@@ -228,3 +234,23 @@ def test_benchmark_every_runtime(runs, tmp_path: Path, capsys) -> None:
     assert report["agreement"]["onnxruntime"] == {"name": "top1_agreement", "value": 1.0}
     assert 0.0 <= report["agreement"]["onnxruntime-int8"]["value"] <= 1.0
     assert report["int8_metric"]["metric"] == "accuracy" and report["threads"] == 1
+
+
+@pytest.mark.slow
+def test_a_video_through_an_onnx_file_gives_the_checkpoints_frames(runs, tmp_path: Path) -> None:
+    from foveal.data.synth_video import write_synthetic_video
+    from foveal.video.predict import predict_video
+
+    data, ckpt = runs["detect"]
+    clip = write_synthetic_video(tmp_path / "clip", frames=12, imgsz=32, objects=2, seed=3)
+    target = tmp_path / "m.onnx"
+    assert main(["export", "--weights", str(ckpt), "--out", str(target)]) == 0
+    found = {}
+    for weights in (ckpt, target):
+        summary = predict_video(weights, clip / "video.mp4", out=tmp_path / weights.suffix[1:], track=True,
+                                conf=0.05, progress=False)  # fmt: skip
+        assert summary["frames_predicted"] == 12
+        found[weights.suffix] = [
+            json.loads(line) for line in Path(summary["files"]["jsonl"]).read_text().splitlines()
+        ]
+    assert _close(found[".onnx"], found[".ckpt"])

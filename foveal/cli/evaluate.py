@@ -134,6 +134,7 @@ def _run_predict_video(args: argparse.Namespace, options: dict[str, Any]) -> dic
         project=args.project,
         name=args.name,
         progress=not args.json,
+        threads=args.threads,
         **options,
     )
     if not args.json:

@@ -8,6 +8,7 @@ parity against the eager model (the task's agreement) is measured on real images
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import tempfile
@@ -66,13 +67,16 @@ def benchmark(
     agreement: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="foveal-bench-") as tmp:
         folder = Path(tmp)
+        parity: dict[str, Any] = {}
         if "torchscript" in runtimes:
-            models["torchscript"] = _exported(
+            models["torchscript"], parity["torchscript"] = _exported(
                 export, eager, "torchscript", folder / "model.ts", samples, threads
             )
         if "onnxruntime" in runtimes or "onnxruntime-int8" in runtimes:
             onnx_path = folder / "model.onnx"
-            models["onnxruntime"] = _exported(export, eager, "onnx", onnx_path, samples, threads)
+            models["onnxruntime"], parity["onnxruntime"] = _exported(
+                export, eager, "onnx", onnx_path, samples, threads
+            )
             if "onnxruntime-int8" in runtimes:
                 models["onnxruntime-int8"] = _quantized(onnx_path, folder / "model.int8.onnx", threads)
         reference = (
@@ -104,6 +108,7 @@ def benchmark(
         "rows": rows,
         "agreement": agreement,
         "agreement_images": source,
+        "parity": parity,
         "int8_metric": metric,
         "torch": torch.__version__,
     }
@@ -114,25 +119,23 @@ def benchmark(
     return report
 
 
-def _exported(export: Any, eager: Any, fmt: str, path: Path, samples: list, threads: int) -> Any:
-    """``eager`` exported as ``fmt`` (dynamic batch for ONNX) and loaded; parity-checked when there are
-    images (the benchmark's own check; a failure is logged, the timing still runs)."""
+def _exported(
+    export: Any, eager: Any, fmt: str, path: Path, samples: list, threads: int
+) -> tuple[Any, dict[str, Any]]:
+    """``eager`` exported as ``fmt`` (a free batch) and loaded, with its parity summary (on
+    the real images, else two blank ones); a failed check is logged and the timing still runs."""
     from foveal.engine.checkpoint import load
     from foveal.errors import ExportError
 
-    images = [s.path for s in samples] if samples else None
+    images = [s.path for s in samples] if samples else _blank_images(path.parent, eager)
     try:
-        export(
-            eager.path,
-            fmt,
-            out=path,
-            dynamic=fmt == "onnx",
-            images=images or _blank_images(path.parent, eager),
-        )
+        parity = export(eager.path, fmt, out=path, dynamic=True, images=images)["parity"]
     except ExportError as err:
         log.warning("%s", err)
         path = path.with_suffix(f".failed{path.suffix}")
-    return load(path, threads=threads)
+        parity = json.loads((path.parent / "export.json").read_text())[path.name]["parity"]
+    summary = {"max_abs_diff": parity["max_abs_diff"], "passed": parity["passed"], **parity["agreement"]}
+    return load(path, threads=threads), summary
 
 
 def _blank_images(folder: Path, eager: Any) -> list[str]:
@@ -154,7 +157,13 @@ def _quantized(source: Path, target: Path, threads: int) -> Any:
 
     from foveal.engine.checkpoint import load
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process the model (shape inference) is for static QDQ
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     model = onnx.load(str(target))
     if not any(p.key == "foveal" for p in model.metadata_props):
         for prop in onnx.load(str(source)).metadata_props:

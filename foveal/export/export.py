@@ -45,10 +45,10 @@ def export(
     the checkpoint, ``best.onnx`` / ``best.ts``) and check it against the eager model.
 
     The file takes (``batch``, 3, imgsz, imgsz) float32 images normalised as the metadata says
-    (``dynamic``: any batch, height and width; ``half``: float16) and carries the task, class names,
-    input size, normalisation and post-processing settings as metadata. Then the parity check runs on
-    ``check_images`` real images (``images``, else ``data``'s val split, else the training data's):
-    max |diff| of the raw outputs within ``atol`` + ``rtol`` x |value| (1e-4; float16: 1e-2) and the
+    (``dynamic``: any batch, height and width; a TorchScript trace: any batch; ``half``: float16) and
+    carries the task, class names, input size, normalisation and post-processing settings as
+    metadata. Then the parity check runs on ``check_images`` real images (``images``, else ``data``'s
+    val split, else the training data's): max |diff| of the raw outputs within ``atol`` + ``rtol`` x |value| (1e-4; float16: 1e-2) and the
     task's agreement >= ``min_agreement`` (0.99; float16: 0.95). Its report goes into ``export.json``
     beside the file (one entry per exported file). A file failing the check is kept only as
     ``NAME.failed.SUFFIX`` and an ExportError is raised; a failed export leaves no file. Returns the
@@ -73,11 +73,10 @@ def export(
         model = _half_copy(loaded)
     graph = task.export_graph(model)
     graph.module.eval()
-    if fmt == "torchscript" and dynamic and not graph.script:
-        raise ConfigError(
-            "--dynamic: a TorchScript trace is valid for the traced shape only; use --format onnx --dynamic"
-        )
-    shape = input_shape(graph, task.meta.imgsz, batch, dynamic)
+    # a TorchScript trace keeps the traced height and width; its free batch is what the parity check
+    # (batches of 16 and the rest) verifies
+    traced = fmt == "torchscript" and not graph.script
+    shape = input_shape(graph, task.meta.imgsz, batch, dynamic, sizes=not traced)
     example = torch.rand(1 if graph.per_image else batch, 3, task.meta.imgsz, task.meta.imgsz)
     example = example.to(torch.float16 if half else torch.float32)
     doc = build_metadata(loaded, graph, fmt, shape, half, opset)

@@ -17,10 +17,13 @@ from foveal.serialize import dumps
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts"}
 
 
-def input_shape(graph: ExportGraph, imgsz: int, batch: int, dynamic: bool) -> list[int | str]:
-    """The graph input's shape: (B, 3, H, W) with names for the dynamic axes."""
+def input_shape(
+    graph: ExportGraph, imgsz: int, batch: int, dynamic: bool, sizes: bool = True
+) -> list[int | str]:
+    """The graph input's shape: (B, 3, H, W) with names for the dynamic axes (``dynamic``: the batch,
+    and the height and width when ``sizes``)."""
     first: int | str = 1 if graph.per_image else ("batch" if dynamic else batch)
-    side: tuple[int | str, int | str] = ("height", "width") if dynamic else (imgsz, imgsz)
+    side: tuple[int | str, int | str] = ("height", "width") if dynamic and sizes else (imgsz, imgsz)
     return [first, 3, *side]
 
 

@@ -113,8 +113,11 @@ def _match_rows(
     from scipy.optimize import linear_sum_assignment
 
     def features(rows: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        floats = [v.float().reshape(len(v), -1) for v in rows.values() if v.is_floating_point()]
-        ints = [v.reshape(len(v), -1).double() for v in rows.values() if not v.is_floating_point()]
+        def flat(v: Tensor) -> Tensor:
+            return v.flatten(1) if v.ndim > 1 else v[:, None]
+
+        floats = [flat(v.float()) for v in rows.values() if v.is_floating_point()]
+        ints = [flat(v).double() for v in rows.values() if not v.is_floating_point()]
         n = len(next(iter(rows.values())))
         return (torch.cat(floats, 1) if floats else torch.zeros(n, 0)), (
             torch.cat(ints, 1) if ints else torch.zeros(n, 0, dtype=torch.float64)

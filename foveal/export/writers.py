@@ -172,7 +172,8 @@ def write_torchscript(graph: ExportGraph, example: Tensor, path: Path, doc: dict
                 module = torch.jit.script(graph.module)
             else:
                 module = torch.jit.trace(graph.module, (example,), check_trace=False, strict=False)
-            module = torch.jit.freeze(module.eval()) if not graph.script else module
+            if not graph.script:  # frozen: weights as constants (the runtime adds oneDNN's fusions on load)
+                module = torch.jit.freeze(module.eval())
     except Exception as err:  # torch.jit raises many types
         raise export_failed(err, "TorchScript export", graph.module) from err
     torch.jit.save(module, str(path), _extra_files={"foveal.json": dumps(doc)})

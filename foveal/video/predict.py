@@ -139,6 +139,7 @@ def predict_video(
     name: str | None = None,
     progress: bool = True,
     tracker: dict[str, Any] | None = None,
+    threads: int | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Predict the frames of ``source`` (a video file read with PyAV, or a folder of images read as
@@ -153,11 +154,12 @@ def predict_video(
     ``conf`` such as 0.1 feeds it). ``out``, ``project``, ``name``: the run folder as
     :func:`foveal.predict` (default ``runs/<task>/predict[-N]``). Returns the summary written to
     ``video.json``: source, frames predicted, fps of the source and of the processing, outputs and
-    (tracking) counts.
+    (tracking) counts. ``weights`` may be an exported ``.onnx``/``.ts`` file (its runtime gets
+    ``threads`` CPU threads).
     """
     from foveal.engine.rundir import output_dir
 
-    loaded = weights if isinstance(weights, Loaded) else load(weights, task=task)
+    loaded = weights if isinstance(weights, Loaded) else load(weights, task=task, threads=threads)
     options = task_options(loaded.task, options)
     if batch < 1:
         raise ConfigError(f"batch {batch} must be 1 or more")
