@@ -48,11 +48,11 @@ def export(
     (``dynamic``: any batch, height and width; a TorchScript trace: any batch; ``half``: float16) and
     carries the task, class names, input size, normalisation and post-processing settings as
     metadata. Then the parity check runs on ``check_images`` real images (``images``, else ``data``'s
-    val split, else the training data's): max |diff| of the raw outputs within ``atol`` + ``rtol`` x |value| (1e-4; float16: 1e-2) and the
-    task's agreement >= ``min_agreement`` (0.99; float16: 0.95). Its report goes into ``export.json``
-    beside the file (one entry per exported file). A file failing the check is kept only as
-    ``NAME.failed.SUFFIX`` and an ExportError is raised; a failed export leaves no file. Returns the
-    report (``file``, ``parity``, ...)."""
+    val split, else the training data's): max |diff| of the raw outputs within ``atol`` + ``rtol`` x
+    |value| (1e-4; float16: 1e-2) and the task's agreement >= ``min_agreement`` (0.99; float16: 0.95).
+    Its report goes into ``export.json`` beside the file (one entry per exported file). A file failing
+    the check is kept only as ``NAME.failed.SUFFIX`` and an ExportError is raised; a failed export
+    leaves no file. Returns the report (``file``, ``parity``, ...)."""
     from foveal.engine.checkpoint import load
 
     check_choice("--format", fmt, tuple(SUFFIXES))
