@@ -254,3 +254,28 @@ def test_a_video_through_an_onnx_file_gives_the_checkpoints_frames(runs, tmp_pat
             json.loads(line) for line in Path(summary["files"]["jsonl"]).read_text().splitlines()
         ]
     assert _close(found[".onnx"], found[".ckpt"])
+
+
+def test_parity_needs_real_images(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from foveal.errors import ConfigError
+    from foveal.export.parity import parity_samples
+
+    gone = SimpleNamespace(config={"data": str(tmp_path / "moved")}, task=None)
+    with pytest.raises(ConfigError, match="moved'? is not here; pass --data DATASET or --images FILES"):
+        parity_samples(gone, None, None, 8)
+    with pytest.raises(Exception, match="no such file or folder"):
+        parity_samples(gone, None, [str(tmp_path / "nope.png")], 8)
+
+
+def test_export_option_errors(tmp_path: Path, capsys) -> None:
+    assert main(["export", "--weights", str(tmp_path / "x.ckpt"), "--format", "tflite"]) == 2
+    assert "tflite" in capsys.readouterr().err
+    assert (
+        main(["export", "--weights", str(tmp_path / "x.ckpt"), "--format", "torchscript", "--opset", "17"])
+        == 2
+    )
+    assert "--opset and --simplify are ONNX options" in capsys.readouterr().err
+    assert main(["benchmark", "--weights", str(tmp_path / "x.ckpt"), "--runtimes", "tensorrt"]) == 2
+    assert "unknown runtime(s) tensorrt" in capsys.readouterr().err

@@ -80,6 +80,9 @@ class TorchvisionDetector(nn.Module):
         return ExportGraph(
             _OneImage(self.model, list(keys)),
             keys,
+            # torchvision pastes masks into the image with an ONNX-only loop whose resampling differs
+            # at mask borders (measured up to 0.13 in probability); the masks' agreement is their mAP
+            onnx_atol={"masks": 0.25} if "masks" in keys else {},
             per_image=True,
             exporter="torchscript",
             rows=True,

@@ -26,7 +26,9 @@ class ExportGraph:
     ``script``: TorchScript by ``torch.jit.script`` of the module (else ``torch.jit.trace``).
     ``rows``: the outputs are sets of rows, one per candidate object (dim 1 of (B, k, ...) outputs,
     dim 0 of per-image outputs), whose order among near-equal scores is arbitrary: the parity check
-    compares them as sets (rows matched one to one)."""
+    compares them as sets (rows matched one to one). ``onnx_atol``: per-output absolute tolerances of
+    the parity check for ONNX files, where the ONNX version of an op differs from the eager one by
+    design (stated in the export's report)."""
 
     module: nn.Module
     outputs: tuple[str, ...]
@@ -36,6 +38,7 @@ class ExportGraph:
     decode: str = "the graph's outputs are the model's raw outputs"
     script: bool = False
     rows: bool = False
+    onnx_atol: dict[str, float] = field(default_factory=dict)
 
 
 class TupleGraph(nn.Module):

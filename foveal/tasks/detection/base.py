@@ -431,22 +431,30 @@ class ObjectTask(Task):
 
     def export_agreement(self, reference: Sequence[Any], candidate: Sequence[Any]) -> tuple[str, float]:
         """COCO box mAP of the export's detections scored against the eager model's as ground truth
-        (1 when neither detects anything, 0 when only one does)."""
+        (instance: the lower of box and mask mAP); 1 when neither detects anything, 0 when only one
+        does."""
         from foveal.metrics.detection import detection_metrics
+
+        masks = "segm" in self.coco_iou_types
 
         def tensors(p: Detections, target: bool) -> dict[str, Tensor]:
             found = {"boxes": torch.as_tensor(p.boxes).reshape(-1, 4), "labels": torch.as_tensor(p.labels)}
             if not target:
                 found["scores"] = torch.as_tensor(p.scores)
+            if masks and p.masks is not None:
+                found["masks"] = torch.as_tensor(p.masks)
             return found
 
+        name = "box_and_mask_map" if masks else "box_map"
         n_ref, n_cand = sum(len(p.boxes) for p in reference), sum(len(p.boxes) for p in candidate)
         if n_ref == 0 or n_cand == 0:
-            return "box_map", 1.0 if n_ref == n_cand else 0.0
-        found = detection_metrics(
-            [tensors(p, False) for p in candidate], [tensors(p, True) for p in reference], self.class_names
-        )
-        return "box_map", float(found["map"] or 0.0)
+            return name, 1.0 if n_ref == n_cand else 0.0
+        preds = [tensors(p, False) for p in candidate]
+        targets = [tensors(p, True) for p in reference]
+        values = [detection_metrics(preds, targets, self.class_names)["map"]]
+        if masks:
+            values.append(detection_metrics(preds, targets, self.class_names, iou_type="segm")["map"])
+        return name, float(min(v or 0.0 for v in values))
 
     # -- prediction ---------------------------------------------------------------------------
     def postprocess(
