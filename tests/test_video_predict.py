@@ -154,3 +154,32 @@ def test_bad_video_is_a_one_line_error(
         trained["detect"], [str(trained["root"] / "coco" / "images")], out=tmp_path / "img"
     )
     assert len(images) == 40  # an image folder without video options stays images
+
+
+def test_tracking_lowers_the_default_score_threshold(monkeypatch, tmp_path) -> None:
+    """--track without --conf predicts at conf 0.1 (ByteTrack's low-score stage); a given conf stays."""
+    import foveal.video.predict as video
+
+    seen = []
+    monkeypatch.setattr(video, "task_options", lambda task, options: seen.append(dict(options)) or {})
+    monkeypatch.setattr(video, "FrameReader", _Stop)
+
+    class Task:
+        predict_options = (type("O", (), {"name": "conf"})(),)
+
+    loaded = video.Loaded(Task(), None, {}, tmp_path)
+    for options, expected in (({}, 0.1), ({"conf": 0.4}, 0.4)):
+        with pytest.raises(_StopError):  # stopped where the frames would be read
+            video.predict_video(loaded, tmp_path / "clip.mp4", track=True, **options)
+        assert seen.pop()["conf"] == expected
+    with pytest.raises(_StopError):
+        video.predict_video(loaded, tmp_path / "clip.mp4")
+    assert "conf" not in seen.pop()
+
+
+class _StopError(Exception):
+    pass
+
+
+def _Stop(*args, **kwargs):  # noqa: N802 (stands in for the FrameReader class)
+    raise _StopError

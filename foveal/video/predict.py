@@ -48,6 +48,7 @@ from foveal.video.counting import TrackLog, centre_line
 
 log = logging.getLogger("foveal")
 TAIL = 30  # trajectory points drawn behind each track
+TRACK_CONF = 0.1  # the score threshold when tracking and none is given: the low-score stage needs them
 
 
 def video_request(sources: Sequence[str] | str, frames: bool = False) -> bool:
@@ -150,8 +151,8 @@ def predict_video(
     (``tracker``: its parameters) and count tracks crossing ``line`` (x1, y1, x2, y2 pixels; default
     the first frame's vertical centre line); a task whose predictions have no boxes refuses it.
     ``video``: write the annotated video. ``options``: the task's post-processing (as
-    :func:`foveal.predict`; the tracker's low-score stage sees the boxes >= ``conf``, so a lower
-    ``conf`` such as 0.1 feeds it). ``out``, ``project``, ``name``: the run folder as
+    :func:`foveal.predict`; the tracker's low-score stage sees the boxes >= ``conf``, which is 0.1
+    when tracking unless given). ``out``, ``project``, ``name``: the run folder as
     :func:`foveal.predict` (default ``runs/<task>/predict[-N]``). Returns the summary written to
     ``video.json``: source, frames predicted, fps of the source and of the processing, outputs and
     (tracking) counts. ``weights`` may be an exported ``.onnx``/``.ts`` file (its runtime gets
@@ -160,6 +161,8 @@ def predict_video(
     from foveal.engine.rundir import output_dir
 
     loaded = weights if isinstance(weights, Loaded) else load(weights, task=task, threads=threads)
+    if track and "conf" not in options and any(o.name == "conf" for o in loaded.task.predict_options):
+        options["conf"] = TRACK_CONF
     options = task_options(loaded.task, options)
     if batch < 1:
         raise ConfigError(f"batch {batch} must be 1 or more")
