@@ -96,24 +96,6 @@ def _settings(
                              "group_by": group_by, "seed": seed, "options": options}))  # fmt: skip
 
 
-def _claim(out: Path, settings: dict[str, Any]) -> None:
-    """Create ``out`` or check that it holds a cross-validation of the same data and options."""
-    saved = out / "cv_settings.json"
-    if saved.is_file():
-        before = json.loads(saved.read_text(encoding="utf-8"))
-        if before != settings:
-            changed = sorted(k for k in settings if before.get(k) != settings[k])
-            raise ConfigError(
-                f"{out}: holds a cross-validation with other {', '.join(changed)}; "
-                "pass another --name (or delete the folder) to start a new one"
-            )
-        return
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out}: exists and is not a cross-validation folder; pass another --name")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, json.dumps(settings, indent=1))
-
-
 class Stopped(Exception):
     """The ``epoch_end`` hook of :func:`cross_validate` stopped fold ``fold`` (the later folds are not
     trained)."""
@@ -333,7 +315,7 @@ def cross_validate(
     one after another only); True stops that fold and raises :class:`Stopped` (``foveal tune``'s pruning).
     """
     from foveal.data.splitting import split_dataset
-    from foveal.engine.rundir import run_parent
+    from foveal.engine.rundir import claim_folder, run_parent
     from foveal.tasks import get_task
 
     if data is None:
@@ -345,7 +327,8 @@ def cross_validate(
     model = options.get("model") or "default"
     out = run_parent(project, task) / (name or f"cv-{str(model).replace(':', '-').replace('/', '-')}")
     settings = _settings(data, folds, group_by, seed, options)
-    _claim(out, settings)
+    claim_folder(out, settings, file="cv_settings.json", what="a cross-validation",
+                 kind="a cross-validation folder", flag="--name")  # fmt: skip
     manifests = [out / "folds" / f"fold_{k}.json" for k in range(folds)]
     if not all(m.is_file() for m in manifests):
         from foveal.data.index import index_dataset

@@ -119,7 +119,7 @@ def tune(
     """
     import optuna
 
-    from foveal.engine.rundir import run_parent
+    from foveal.engine.rundir import claim_folder, run_parent
     from foveal.engine.setup import check_names, resolve_config
 
     fixed = {**(load_yaml(config) if config else {}), **{k: v for k, v in options.items() if v is not None}}
@@ -144,7 +144,8 @@ def tune(
     settings = _settings(base, params, metric, direction, folds, sampler)
     if sampler == "cmaes" and all(p.type == "categorical" for p in params):
         raise ConfigError("--sampler cmaes searches float/int ranges, this space has lists only: use tpe")
-    created = _claim(out, settings)
+    created = claim_folder(out, settings, file="study.json", what="a study",
+                           kind="a foveal tune study folder", flag="--name", own=STUDY_FILES)  # fmt: skip
     try:
         storage_url, backend = _storage(storage, out)
     except ConfigError:
@@ -250,42 +251,6 @@ def _settings(
 
 STUDY_FILES = ("study.json", "study.journal", "trials", "plots", "confirm", "trials.csv", "best.yaml",
                "report.html", "tune.json", "confirm.json")  # fmt: skip
-
-
-def _claim(out: Path, settings: dict[str, Any]) -> bool:
-    """Create the study folder (True), or check that it holds a study of the same recipe, space and
-    metric (False). Safe when several processes start the same study at once: one creates
-    ``study.json`` (an exclusive link), the others compare with it."""
-    saved = out / "study.json"
-    if not saved.is_file() and out.is_dir():
-        foreign = [p.name for p in out.iterdir() if p.name not in STUDY_FILES and not p.name.startswith(".")]
-        if foreign:
-            raise ConfigError(f"{out}: exists and is not a foveal tune study folder; pass another --name")
-    text = json.dumps(settings, indent=1)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        if not saved.is_file():
-            staged = out / f".study.json.{os.getpid()}"
-            staged.write_text(text, encoding="utf-8")
-            try:
-                os.link(staged, saved)
-                return True
-            except FileExistsError:
-                pass  # another process created the study first
-            finally:
-                staged.unlink()
-    except OSError as err:
-        raise ConfigError(
-            f"{out}: cannot write the study folder ({err.strerror}); pass another --project"
-        ) from None
-    before = json.loads(saved.read_text(encoding="utf-8"))
-    if before != json.loads(text):
-        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
-        raise ConfigError(
-            f"{out}: holds a study with other {', '.join(changed)}; pass another --name "
-            "(or delete the folder) to start a new one"
-        )
-    return False
 
 
 def _storage(storage: str | None, out: Path) -> tuple[str, Any]:

@@ -113,24 +113,6 @@ def _settings(data: str, values: dict[str, Any], options: dict[str, Any]) -> dic
     return json.loads(dumps({"data": str(Path(data).expanduser().resolve()), **values, "options": options}))
 
 
-def _claim(out: Path, settings: dict[str, Any]) -> None:
-    """Create ``out`` or check that it holds a simulation of the same data and options."""
-    saved = out / "settings.json"
-    if saved.is_file():
-        before = json.loads(saved.read_text(encoding="utf-8"))
-        if before != settings:
-            changed = sorted(k for k in settings if before.get(k) != settings[k])
-            raise ConfigError(
-                f"{out}: holds a simulation with other {', '.join(changed)}; pass another --out "
-                "(or delete the folder) to start a new one"
-            )
-        return
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out}: exists and is not an active-learning simulation; pass another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, json.dumps(settings, indent=1))
-
-
 def _labelled(split: Path) -> list[str]:
     """The train (labelled) image paths of a round's manifest."""
     from foveal.data.manifest import read_manifest
@@ -301,7 +283,7 @@ def active_simulate(
     ``reduce``, ``topk``: as in :func:`foveal.active_query`. ``out``: the loop folder (default
     ``PROJECT/NAME``, ``runs/<task>/active-<model>``). Returns the curves (also curves.json, curves.png).
     """
-    from foveal.engine.rundir import check_out, run_parent, safe_name
+    from foveal.engine.rundir import check_out, claim_folder, run_parent, safe_name
     from foveal.report.active_plots import plot_learning_curves
     from foveal.tasks import get_task
 
@@ -346,7 +328,8 @@ def active_simulate(
         "reduce": reduce,
         "topk": topk,
     }
-    _claim(folder, _settings(data, values, options))
+    claim_folder(folder, _settings(data, values, options), file="settings.json", what="a simulation",
+                 kind="an active-learning simulation", flag="--out")  # fmt: skip
     scoring = {
         "passes": passes,
         "reduce": reduce,
