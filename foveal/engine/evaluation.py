@@ -290,7 +290,8 @@ def json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if not isinstance(v, np.ndarray)} for row in rows]
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """One predictions.csv cell: lists joined by ';', dicts as JSON, floats to 6 decimals."""
     if isinstance(value, (list, tuple)):
         return ";".join(f"{v:.6f}" if isinstance(v, float) else str(v) for v in value)
     if isinstance(value, dict):
@@ -308,5 +309,5 @@ def _write_predictions(out: Path, rows: list[dict[str, Any]], task: Task) -> Non
     writer = csv.writer(buffer)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row.get(column, "")) for column in columns])
+        writer.writerow([csv_cell(row.get(column, "")) for column in columns])
     atomic_write_text(out / "predictions.csv", buffer.getvalue())

@@ -47,7 +47,7 @@ class GraphModel(nn.Module):
                 f"{images.shape[-2]}x{images.shape[-1]} (e.g. from --tta scale); export with --dynamic"
             )
         images = images.to(self.dtype).contiguous()
-        step = 1 if self.doc["per_image"] else (self.batch or len(images))
+        step = self.chunk(len(images))
         parts = []
         for start in range(0, len(images), step):
             chunk = images[start : start + step]
@@ -59,6 +59,11 @@ class GraphModel(nn.Module):
                 values = [v[:n] for v in values]
             parts.append({name: _float(v) for name, v in zip(self.doc["outputs"], values, strict=True)})
         return parts
+
+    def chunk(self, n: int) -> int:
+        """Images per call of the file for a batch of ``n``: 1 (per-image graphs), the static batch,
+        or all ``n``."""
+        return 1 if self.doc["per_image"] else (self.batch or n)
 
     def forward(self, images: Tensor) -> Any:
         return self.task.from_graph(self.raw(images), self.doc["settings"])

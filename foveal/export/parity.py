@@ -72,7 +72,7 @@ def raw_diffs(
     with torch.inference_mode():
         for images, _ in make_loader(task, samples, "val", batch, 0):
             parts = exported.raw(images)
-            step = 1 if exported.doc["per_image"] else (exported.batch or len(images))
+            step = exported.chunk(len(images))
             for index, theirs in enumerate(parts):
                 chunk = images[index * step : (index + 1) * step].to(exported.dtype)
                 mine = dict(zip(graph.outputs, graph.module(chunk), strict=True))

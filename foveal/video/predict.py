@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from PIL import Image, ImageDraw
 from foveal.atomic import AtomicStream, atomic_write_text
 from foveal.data.video_io import Frame, FrameReader, VideoWriter, is_video_file
 from foveal.engine.checkpoint import Loaded, load
-from foveal.engine.evaluation import task_options
+from foveal.engine.evaluation import csv_cell, task_options
 from foveal.engine.inference import pick_device
 from foveal.errors import ConfigError
 from foveal.serialize import dumps
@@ -80,13 +79,13 @@ class _Outputs:
         self.track = track
 
     def row(self, row: dict[str, Any], table: dict[str, Any]) -> None:
-        self.jsonl.write(json.dumps(row, default=_plain) + "\n")
+        self.jsonl.write(dumps(row) + "\n")
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         if self.columns is None:
             self.columns = list(table)
             writer.writerow(self.columns)
-        writer.writerow([_cell(table.get(column, "")) for column in self.columns])
+        writer.writerow([csv_cell(table.get(column, "")) for column in self.columns])
         self.csv.write(buffer.getvalue())
 
     def commit(self) -> dict[str, str | None]:
@@ -102,22 +101,6 @@ class _Outputs:
         self.csv.abort()
         if self.video is not None:
             self.video.abort()
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ";".join(f"{v:.6f}" if isinstance(v, float) else str(v) for v in value)
-    if isinstance(value, dict):
-        return dumps(value)
-    return f"{value:.6f}" if isinstance(value, float) else str(value)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def predict_video(
