@@ -200,7 +200,8 @@ def test_pruning_stops_every_ddp_process_at_the_same_epoch(shapes: Path, tmp_pat
         f"    r = foveal.train(data={str(shapes)!r}, model='lenet', imgsz=32, epochs=4, batch=16,\n"
         "                     workers=0, device='cpu', devices=2, strategy='ddp', progress=False,\n"
         "                     project='p', name='d', epoch_end=lambda e, metrics: 'accuracy' in metrics)\n"
-        "    print('STOPPED', r.stopped_at, flush=True)\n"
+        # one write per line: both DDP processes print, and print() writes its pieces separately
+        "    import os; os.write(1, f'STOPPED {r.stopped_at}\\n'.encode())\n"
     )
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(), capture_output=True,
                           text=True, timeout=300)  # fmt: skip
